@@ -1,0 +1,32 @@
+# Two commands on a fresh machine: `make demo` (install + run the quick recipe on real data)
+# and `make test` (install + run the test suite). Both create .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DATA_DIR ?= $(abspath ../shared/data)
+# torch first and pinned: an unpinned resolve pulls a multi-GB CUDA build (shared/PLATFORM.md).
+TORCH := torch==2.13.0
+
+.PHONY: demo test install full clean
+
+$(BIN)/distill: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet $(TORCH)
+	$(BIN)/pip install --quiet $(TORCH) -e ".[quant,lowrank,report,test]"
+	touch $(BIN)/distill
+
+install: $(BIN)/distill
+
+demo: install
+	DISTILL_DATA_DIR=$(DATA_DIR) $(BIN)/distill run recipes/quickstart.yaml
+
+test: install
+	DISTILL_TEST_DATA_DIR=$(DATA_DIR) $(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# The reproduction run (about 1.5 h on 2 CPU cores), logged to runs/sst2_full.log.
+full: install
+	DISTILL_DATA_DIR=$(DATA_DIR) $(BIN)/distill run recipes/sst2_minilm_l6_to_l3.yaml 2>&1 | tee runs/sst2_full.log
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,3 @@
+"""distill: make 🤗 Transformers models small and fast, driven by one YAML recipe."""
+
+__version__ = "0.1.0"

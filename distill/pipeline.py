@@ -1,0 +1,165 @@
+"""Run a recipe: prepare data once, then run its stages in order, each writing an evaluated
+artifact under runs/<recipe>/<stage>/, and the report after every stage."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import datasets
+from accelerate import Accelerator
+from transformers import DataCollatorWithPadding
+
+from distill.data import load_task_splits, resolve_data_dir, take_subset, tokenize_splits
+from distill.errors import DistillError
+from distill.evaluation import evaluate_model
+from distill.models import load_tokenizer
+from distill.recipe import Recipe, dump_recipe, fingerprint
+from distill.report import write_report
+from distill.train import resolve_mixed_precision
+from distill.tasks import TASKS, TaskSpec, custom_task, get_task
+
+
+@dataclass
+class TaskData:
+    """Tokenized splits: `train` to learn from, `selection` to pick checkpoints, `validation` to report."""
+
+    train: datasets.Dataset
+    selection: datasets.Dataset
+    validation: datasets.Dataset
+    collator: Any
+
+
+@dataclass
+class RunContext:
+    recipe: Recipe
+    run_dir: Path
+    task: TaskSpec
+    tokenizer: Any
+    data: TaskData
+    accelerator: Accelerator
+    command: str
+    outputs: dict[str, Path] = field(default_factory=dict)  # stage name -> artifact folder
+    stage_hashes: dict[str, str] = field(default_factory=dict)
+
+    def evaluate(self, model, dataset=None) -> dict[str, float]:
+        dataset = self.data.validation if dataset is None else dataset
+        batch = max(s.train.eval_batch_size for s in self.recipe.stages if hasattr(s, "train"))
+        return evaluate_model(model, dataset, self.task, self.data.collator, batch, self.accelerator)
+
+
+def task_of(recipe: Recipe) -> TaskSpec:
+    if recipe.task in TASKS:
+        return get_task(recipe.task)
+    data = recipe.data
+    if not (data.train_file and data.validation_file and data.text_fields):
+        raise DistillError(
+            f"task: '{recipe.task}' is not a GLUE task ({', '.join(sorted(TASKS))}); a custom task needs "
+            "data.train_file, data.validation_file and data.text_fields"
+        )
+    return custom_task(recipe.task, data.text_fields, data.label_names, label_column=data.label_field)
+
+
+def prepare_data(recipe: Recipe, task: TaskSpec, tokenizer, data_dir: str | None) -> TaskData:
+    cfg = recipe.data
+    splits = load_task_splits(
+        task, resolve_data_dir(cfg.dir or data_dir), train_file=cfg.train_file, validation_file=cfg.validation_file
+    )
+    train = take_subset(splits["train"], cfg.train_limit, recipe.seed)
+    validation = take_subset(splits["validation"], cfg.eval_limit, recipe.seed)
+    tokenized = tokenize_splits(datasets.DatasetDict(train=train, validation=validation), tokenizer, task, cfg.max_length)
+    train, selection = tokenized["train"], tokenized["validation"]
+    if cfg.holdout_size:
+        if cfg.holdout_size >= len(train):
+            raise DistillError(f"data.holdout_size: {cfg.holdout_size} leaves no training examples (train has {len(train)})")
+        parts = train.train_test_split(test_size=cfg.holdout_size, seed=recipe.seed)
+        train, selection = parts["train"], parts["test"]
+    if len(train) == 0 or len(tokenized["validation"]) == 0:
+        raise DistillError(f"task {task.name}: the train or validation split is empty")
+    return TaskData(train, selection, tokenized["validation"], DataCollatorWithPadding(tokenizer))
+
+
+def stage_fingerprint(recipe: Recipe, index: int, upstream: dict[str, str]) -> str:
+    """What a stage's result depends on: its config, the data, the start model, the run-wide
+    settings and the stages before it. A finished stage with the same fingerprint is reused."""
+    shared = recipe.to_dict()
+    shared.pop("stages")
+    shared.pop("name")
+    shared.pop("output_dir")
+    return fingerprint({"shared": shared, "stage": recipe.stages[index].model_dump(mode="json"), "upstream": upstream})
+
+
+class Pipeline:
+    def __init__(self, recipe: Recipe, *, data_dir: str | None = None, command: str | None = None):
+        self.recipe = recipe
+        self.data_dir = data_dir
+        self.command = command or " ".join(["distill", *sys.argv[1:]])
+        self.run_dir = Path(recipe.output_dir) / recipe.name
+
+    def run(self) -> list[dict[str, Any]]:
+        from distill.stages import STAGE_RUNNERS
+
+        recipe = self.recipe
+        task = task_of(recipe)
+        accelerator = Accelerator(mixed_precision=resolve_mixed_precision(recipe.mixed_precision), cpu=_no_gpu())
+        tokenizer = load_tokenizer(recipe.model.model, trust_remote_code=recipe.model.trust_remote_code, revision=recipe.model.revision)
+        data = prepare_data(recipe, task, tokenizer, self.data_dir)
+        ctx = RunContext(recipe, self.run_dir, task, tokenizer, data, accelerator, self.command)
+        if accelerator.is_main_process:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            dump_recipe(recipe, self.run_dir / "recipe.yaml")
+        records: list[dict[str, Any]] = []
+        for index, stage in enumerate(recipe.stages):
+            stage_hash = stage_fingerprint(recipe, index, dict(ctx.stage_hashes))
+            out_dir = self.run_dir / stage.name
+            record = _finished_record(out_dir, stage_hash)
+            if record is not None:
+                accelerator.print(f"[{stage.name}] already done with this recipe (hash {stage_hash}): reusing {out_dir}")
+            else:
+                accelerator.print(f"[{stage.name}] {stage.kind} stage")
+                record = STAGE_RUNNERS[stage.kind](ctx, stage, out_dir, stage_hash)
+            ctx.outputs[stage.name] = out_dir
+            ctx.stage_hashes[stage.name] = stage_hash
+            records.append(record)
+            if accelerator.is_main_process:
+                write_report(self.run_dir, recipe, task, records, self.command)
+        accelerator.wait_for_everyone()
+        return records
+
+
+def _no_gpu() -> bool:
+    import torch
+
+    return not torch.cuda.is_available()
+
+
+def _finished_record(out_dir: Path, stage_hash: str) -> dict[str, Any] | None:
+    metrics = out_dir / "metrics.json"
+    if not metrics.is_file():
+        return None
+    record = json.loads(metrics.read_text())
+    return record if record.get("stage_hash") == stage_hash else None
+
+
+def commit_stage_dir(ctx: RunContext, partial: Path, final: Path) -> None:
+    """Swap a fully written stage folder into place, so a folder with metrics.json is never half-written."""
+    ctx.accelerator.wait_for_everyone()
+    if not ctx.accelerator.is_main_process:
+        return
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(partial, final)
+
+
+def fresh_partial_dir(ctx: RunContext, final: Path) -> Path:
+    partial = final.with_name(final.name + ".partial")
+    if ctx.accelerator.is_main_process:
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+    ctx.accelerator.wait_for_everyone()
+    return partial

@@ -1,0 +1,313 @@
+"""The recipe schema: the single source of truth for what a run does.
+
+A recipe is YAML validated by these pydantic models. Unknown keys are errors, so a typo never
+passes silently. `load_recipe` turns every validation problem into one `DistillError` line that
+names the file and the field path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from distill.errors import DistillError
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(Strict):
+    """Where the task's examples come from and how they are cut."""
+
+    dir: str | None = None  # local GLUE folder; else $DISTILL_DATA_DIR / --data-dir; else the Hub
+    max_length: int = Field(128, gt=0, le=4096)
+    train_limit: int | None = Field(None, gt=0)  # shuffled subset of train (quick runs)
+    eval_limit: int | None = Field(None, gt=0)  # subset of validation (quick runs only)
+    # Examples carved out of train to pick the best checkpoint, so the reported dev metric
+    # is not also the one that selected the checkpoint. 0 = select on validation.
+    holdout_size: int = Field(0, ge=0)
+    # Custom tasks (task: custom): local files with named columns.
+    train_file: str | None = None
+    validation_file: str | None = None
+    text_fields: list[str] | None = None
+    label_field: str = "label"
+    label_names: list[str] | None = None  # None with task custom => regression
+
+
+class ModelSource(Strict):
+    """The starting model: a packaged alias (`minilm-l6`), a local folder or a Hub id."""
+
+    model: str = "minilm-l6"
+    revision: str | None = None
+    trust_remote_code: bool = False
+    allow_pickle: bool = False  # load `.bin` (pickle) weights; off: safetensors only
+
+
+class TrainConfig(Strict):
+    epochs: float = Field(3.0, gt=0)
+    max_steps: int | None = Field(None, gt=0)  # overrides epochs when set
+    batch_size: int = Field(32, gt=0)
+    eval_batch_size: int = Field(128, gt=0)
+    learning_rate: float = Field(5e-5, gt=0, lt=1)
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    grad_accum_steps: int = Field(1, gt=0)
+    max_grad_norm: float | None = Field(1.0, gt=0)
+    eval_every: int | None = Field(None, gt=0)  # optimizer steps; None = once per epoch
+    keep_best: bool = True  # restore the best evaluated checkpoint at the end
+    log_every: int = Field(50, gt=0)
+    # Batch examples of similar length (transformers' LengthGroupedSampler): less padding, faster steps.
+    group_by_length: bool = True
+
+
+class StudentConfig(Strict):
+    """How the student is built, DistilBERT-style by default."""
+
+    # Teacher layers copied into the student, in order. None = every other layer (0, 2, 4, ...).
+    layers: list[int] | None = None
+    # Copy the weights from the (fine-tuned) teacher of this stage, or from the recipe's
+    # pre-trained model (task head then starts random).
+    init_from: Literal["teacher", "pretrained"] = "teacher"
+    # Alternatives to copying layers: another checkpoint, or a fresh model from config overrides.
+    from_pretrained: str | None = None
+    config_overrides: dict[str, Any] | None = None
+
+    @field_validator("layers")
+    @classmethod
+    def _layers_valid(cls, layers: list[int] | None) -> list[int] | None:
+        if layers is None:
+            return None
+        if not layers:
+            raise ValueError("must list at least one teacher layer")
+        if any(i < 0 for i in layers):
+            raise ValueError("layer indices must be >= 0")
+        if len(set(layers)) != len(layers):
+            raise ValueError("layer indices must be distinct")
+        return layers
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "StudentConfig":
+        sources = [self.layers is not None, bool(self.from_pretrained), bool(self.config_overrides)]
+        if sum(sources) > 1:
+            raise ValueError("give one of layers, from_pretrained or config_overrides")
+        return self
+
+
+class LossConfig(Strict):
+    """Distillation loss weights. Defaults follow DistilBERT (Sanh et al. 2019): alpha_ce=5 on
+    soft targets, 2 on the hard objective, 1 on the hidden-state cosine, temperature 2."""
+
+    temperature: float = Field(2.0, gt=0)
+    alpha_kd: float = Field(5.0, ge=0)
+    alpha_hard: float = Field(2.0, ge=0)
+    alpha_cos: float = Field(1.0, ge=0)
+    alpha_hidden: float = Field(0.0, ge=0)  # TinyBERT hidden-state MSE
+    alpha_attention: float = Field(0.0, ge=0)  # MiniLM attention-distribution KL
+    # layer_map[i] = teacher hidden_states index aligned with student layer i's output.
+    layer_map: list[int] | None = None
+
+    @model_validator(mode="after")
+    def _some_weight(self) -> "LossConfig":
+        weights = (self.alpha_kd, self.alpha_hard, self.alpha_cos, self.alpha_hidden, self.alpha_attention)
+        if not any(w > 0 for w in weights):
+            raise ValueError("at least one alpha_* weight must be > 0")
+        return self
+
+
+class TeacherStage(Strict):
+    """Fine-tune the recipe's model on the task (or just evaluate it: `skip_training`)."""
+
+    kind: Literal["teacher"]
+    name: str = "teacher"
+    skip_training: bool = False  # the model is already tuned on this task
+    train: TrainConfig = TrainConfig()
+
+
+class DistillStage(Strict):
+    """Train a student from a teacher with soft targets and optional hidden/attention terms."""
+
+    kind: Literal["distill"]
+    name: str = "student"
+    teacher: str | None = None  # name of the stage whose model teaches; default: the last teacher stage
+    student: StudentConfig = StudentConfig()
+    loss: LossConfig = LossConfig()
+    train: TrainConfig = TrainConfig()
+    seeds: list[int] | None = None  # several seeds: the report gives mean and spread
+
+
+class BaselineStage(Strict):
+    """The same student as a distill stage, trained on hard labels only: what KD is measured against."""
+
+    kind: Literal["baseline"]
+    name: str = "baseline"
+    teacher: str | None = None  # the student is still built from this stage's model (same init as KD)
+    student: StudentConfig = StudentConfig()
+    train: TrainConfig = TrainConfig()
+    seeds: list[int] | None = None
+
+
+DEFAULT_STAGE_NAMES = {"teacher": "teacher", "distill": "student", "baseline": "baseline"}
+
+Stage = Annotated[Union[TeacherStage, DistillStage, BaselineStage], Field(discriminator="kind")]
+
+
+class Recipe(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    task: str
+    seed: int = 42
+    output_dir: str = "runs"
+    # One setting per run (Accelerate keeps one precision state per process). "auto": bf16 on a
+    # GPU or a CPU with native bf16 (AVX512-BF16/AMX), else fp32: bf16 emulated on AVX2 is ~4x slower.
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
+    data: DataConfig = DataConfig()
+    model: ModelSource = ModelSource()
+    stages: list[Stage] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _stage_names_unique(self) -> "Recipe":
+        seen: set[str] = set()
+        for i, stage in enumerate(self.stages):
+            if stage.name in seen:
+                raise ValueError(f"stages[{i}].name: duplicate stage name '{stage.name}'")
+            seen.add(stage.name)
+            teacher = getattr(stage, "teacher", None)
+            if teacher is not None and teacher not in seen:
+                raise ValueError(f"stages[{i}].teacher: no earlier stage named '{teacher}'")
+        return self
+
+    def stage(self, name: str) -> Stage:
+        for stage in self.stages:
+            if stage.name == name:
+                return stage
+        raise KeyError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def hash(self) -> str:
+        return fingerprint(self.to_dict())
+
+
+def fingerprint(obj: Any) -> str:
+    """Short stable hash of JSON-able data (recipes, stage configs)."""
+    canonical = json.dumps(obj, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------- loading and overrides
+
+
+def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
+    """Read, override and validate a recipe; every problem becomes one DistillError line."""
+    path = Path(path)
+    if not path.is_file():
+        raise DistillError(f"{path}: recipe file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        raise DistillError(f"{path}{where}: not valid YAML ({getattr(err, 'problem', err)})") from None
+    if not isinstance(raw, dict):
+        raise DistillError(f"{path}: a recipe is a YAML mapping (name, task, stages, ...)")
+    for override in overrides:
+        apply_override(raw, override, source=path)
+    return validate_recipe(raw, source=path)
+
+
+def validate_recipe(raw: dict[str, Any], source: str | Path = "<recipe>") -> Recipe:
+    try:
+        return Recipe.model_validate(raw)
+    except ValidationError as err:
+        problems = [_describe(e) for e in err.errors()]
+        raise DistillError(f"{source}: " + "; ".join(problems)) from None
+
+
+def _describe(error: dict[str, Any]) -> str:
+    loc = _field_path(error["loc"])
+    message = error["msg"]
+    if message.startswith("Value error, "):
+        message = message[len("Value error, ") :]
+        # Model-level validators already name their field inside the message.
+        if loc and message.split(":")[0].startswith(("stages[",)):
+            loc = ""
+    if error["type"] == "extra_forbidden":
+        message = "unknown key (check the spelling; see the recipe schema in distill/recipe.py)"
+    elif error["type"] == "missing":
+        message = "required field is missing"
+    elif "input" in error and not isinstance(error["input"], (dict, list)):
+        message = f"{message} (got {error['input']!r})"
+    return f"{loc}: {message}" if loc else message
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    """('stages', 1, 'distill', 'loss', 'temperature') -> 'stages[1].loss.temperature'."""
+    parts: list[str] = []
+    for i, item in enumerate(loc):
+        if isinstance(item, int):
+            parts[-1] += f"[{item}]"
+        elif i >= 2 and loc[i - 2] == "stages" and isinstance(loc[i - 1], int):
+            continue  # the stage-kind tag pydantic inserts for the discriminated union
+        else:
+            parts.append(str(item))
+    return ".".join(parts)
+
+
+def apply_override(raw: dict[str, Any], override: str, source: str | Path = "<recipe>") -> None:
+    """Apply `a.b.c=value` to the raw recipe dict. Stages may be named by index or by name:
+    `stages.student.train.epochs=2` and `stages.1.train.epochs=2` are the same."""
+    if "=" not in override:
+        raise DistillError(f"override '{override}': expected key.path=value")
+    key, _, text = override.partition("=")
+    try:
+        value = yaml.safe_load(text) if text != "" else None
+    except yaml.YAMLError:
+        value = text
+    keys = [k for k in key.strip().split(".") if k]
+    if not keys:
+        raise DistillError(f"override '{override}': empty key")
+    node: Any = raw
+    for depth, part in enumerate(keys[:-1]):
+        node = _child(node, part, keys[: depth + 1], override, create=True)
+    last = keys[-1]
+    if isinstance(node, list):
+        index = _list_index(node, last, override)
+        node[index] = value
+    elif isinstance(node, dict):
+        node[last] = value
+    else:
+        raise DistillError(f"override '{override}': '{'.'.join(keys[:-1])}' is not a mapping")
+
+
+def _child(node: Any, part: str, path: list[str], override: str, create: bool) -> Any:
+    if isinstance(node, list):
+        return node[_list_index(node, part, override)]
+    if not isinstance(node, dict):
+        raise DistillError(f"override '{override}': '{'.'.join(path[:-1])}' is not a mapping")
+    if part not in node or node[part] is None:
+        if not create:
+            raise DistillError(f"override '{override}': no field '{'.'.join(path)}'")
+        node[part] = {}
+    return node[part]
+
+
+def _list_index(items: list[Any], part: str, override: str) -> int:
+    if part.lstrip("-").isdigit():
+        index = int(part)
+        if not -len(items) <= index < len(items):
+            raise DistillError(f"override '{override}': index {index} out of range (0..{len(items) - 1})")
+        return index
+    for i, item in enumerate(items):  # stages by name
+        if isinstance(item, dict) and item.get("name", DEFAULT_STAGE_NAMES.get(item.get("kind"))) == part:
+            return i
+    raise DistillError(f"override '{override}': no list item named '{part}'")
+
+
+def dump_recipe(recipe: Recipe, path: Path) -> None:
+    path.write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False), encoding="utf-8")

@@ -1,0 +1,141 @@
+"""Stages `distill` and `baseline`: train a DistilBERT-style student from a teacher.
+
+`distill` uses the full objective (soft targets, hard labels, hidden cosine, optional hidden MSE
+and attention KL); `baseline` trains the identical student on hard labels only, so the report
+shows what knowledge distillation itself bought. Several seeds give a mean and a spread.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from transformers import set_seed
+
+from distill.errors import DistillError
+from distill.losses import DistillationLoss, LossWeights
+from distill.models import build_student, load_classifier, load_model_source
+from distill.pipeline import RunContext, commit_stage_dir, fresh_partial_dir
+from distill.recipe import BaselineStage, DistillStage, TeacherStage
+from distill.stages.common import hard_label_step, model_inputs, save_artifact, stage_record, write_stage_files
+from distill.train import train_model
+
+
+def teacher_stage_name(ctx: RunContext, stage: DistillStage | BaselineStage) -> str | None:
+    """The stage whose model teaches: the one named, else the last teacher stage before this one."""
+    if stage.teacher is not None:
+        return stage.teacher
+    earlier = ctx.recipe.stages[: ctx.recipe.stages.index(stage)]
+    teachers = [s.name for s in earlier if isinstance(s, TeacherStage)]
+    return teachers[-1] if teachers else None
+
+
+def load_teacher(ctx: RunContext, stage, attn_implementation: str | None = None):
+    name = teacher_stage_name(ctx, stage)
+    if name is None:  # no teacher stage: the recipe's model must already be tuned on the task
+        return load_model_source(ctx.recipe.model, ctx.task, attn_implementation=attn_implementation)
+    return load_classifier(str(ctx.outputs[name]), ctx.task, attn_implementation=attn_implementation)
+
+
+def distillation_step(teacher, loss_fn: DistillationLoss):
+    """Teacher forward without gradients, student forward, weighted distillation loss."""
+    hidden, attentions = loss_fn.needs_hidden_states, loss_fn.needs_attentions
+
+    def step(student, batch):
+        inputs, labels = model_inputs(batch)
+        with torch.no_grad():
+            teacher_out = teacher(**inputs, output_hidden_states=hidden, output_attentions=attentions)
+        student_out = student(**inputs, output_hidden_states=hidden, output_attentions=attentions)
+        total, values = loss_fn(student_out, teacher_out, labels, inputs.get("attention_mask"))
+        return total, {k: v for k, v in values.items() if k != "loss"}
+
+    return step
+
+
+def run_distill_stage(ctx: RunContext, stage: DistillStage | BaselineStage, out_dir: Path, stage_hash: str) -> dict:
+    started = time.perf_counter()
+    is_kd = stage.kind == "distill"
+    needs_attention = is_kd and stage.loss.alpha_attention > 0
+    # Attention probabilities are only returned by the eager implementation (not SDPA).
+    attn = "eager" if needs_attention else None
+    teacher = load_teacher(ctx, stage, attn_implementation=attn).to(ctx.accelerator.device).eval()
+    if stage.student.init_from == "teacher" or stage.student.from_pretrained or stage.student.config_overrides:
+        init_model = teacher
+    else:
+        init_model = load_model_source(ctx.recipe.model, ctx.task, attn_implementation=attn)
+
+    seeds = stage.seeds or [ctx.recipe.seed]
+    partial = fresh_partial_dir(ctx, out_dir)
+    runs = []
+    for i, seed in enumerate(seeds):
+        folder = partial if i == 0 else partial / "seeds" / f"seed-{seed}"
+        set_seed(seed)
+        student = build_student(stage.student, init_model, ctx.task)
+        if attn:
+            student.set_attn_implementation("eager")
+        step, extra = hard_label_step(ctx.task.is_regression), []
+        if is_kd:
+            loss_fn = DistillationLoss(
+                LossWeights(**stage.loss.model_dump(exclude={"layer_map"})),
+                is_regression=ctx.task.is_regression,
+                layer_map=stage.loss.layer_map,
+                student_hidden_size=student.config.hidden_size,
+                teacher_hidden_size=teacher.config.hidden_size,
+                n_student_layers=student.config.num_hidden_layers,
+                n_teacher_layers=teacher.config.num_hidden_layers,
+            )
+            if loss_fn.needs_attentions and student.config.num_attention_heads != teacher.config.num_attention_heads:
+                raise DistillError(f"stages.{stage.name}.loss.alpha_attention: student and teacher head counts differ")
+            step, extra = distillation_step(teacher, loss_fn), [loss_fn]
+        student, outcome = train_model(
+            student,
+            ctx.data.train,
+            cfg=stage.train,
+            accelerator=ctx.accelerator,
+            collator=ctx.data.collator,
+            step_loss=step,
+            evaluate=lambda m: ctx.evaluate(m, ctx.data.selection),
+            primary_metric=ctx.task.primary_metric,
+            seed=seed,
+            log_path=folder / "train_log.jsonl",
+            description=f"{stage.name} seed {seed}",
+            extra_modules=extra,
+        )
+        metrics = ctx.evaluate(student)
+        save_artifact(ctx, student, folder)
+        run = stage_record(ctx, stage, student, metrics, outcome, folder)
+        run["seed"] = seed
+        runs.append(run)
+        ctx.accelerator.print(f"[{stage.name}] seed {seed}: {ctx.task.primary_metric} = {run['metric_value']:.4f}")
+
+    record = _aggregate(runs)
+    record.update(
+        stage_hash=stage_hash,
+        wall_seconds=time.perf_counter() - started,
+        teacher=teacher_stage_name(ctx, stage),
+        student_layers=stage.student.layers,
+        student_init=stage.student.init_from,
+    )
+    if is_kd:
+        record["loss"] = stage.loss.model_dump()
+    write_stage_files(ctx, partial, record)
+    commit_stage_dir(ctx, partial, out_dir)
+    return record
+
+
+def _aggregate(runs: list[dict]) -> dict:
+    """One record per stage: the first seed's artifact, the mean metric over seeds and its spread."""
+    record = dict(runs[0])
+    values = [r["metric_value"] for r in runs]
+    record["metric_value"] = statistics.fmean(values)
+    record["train_seconds"] = statistics.fmean(r["train_seconds"] for r in runs)
+    record["samples_per_second"] = statistics.fmean(r["samples_per_second"] for r in runs)
+    if len(runs) > 1:
+        record["metric_std"] = statistics.stdev(values)
+        record["metric_min"], record["metric_max"] = min(values), max(values)
+        record["seeds"] = [{"seed": r["seed"], "metric_value": r["metric_value"], "metrics": r["metrics"], "train_seconds": r["train_seconds"]} for r in runs]
+        record.pop("seed")
+        record["artifact_seed"] = runs[0]["seed"]
+    return record

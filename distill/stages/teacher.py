@@ -1,0 +1,44 @@
+"""Stage `teacher`: fine-tune the recipe's model on the task (or only evaluate it)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from transformers import set_seed
+
+from distill.models import load_model_source
+from distill.pipeline import RunContext, commit_stage_dir, fresh_partial_dir
+from distill.recipe import TeacherStage
+from distill.stages.common import hard_label_step, save_artifact, stage_record, write_stage_files
+from distill.train import train_model
+
+
+def run_teacher_stage(ctx: RunContext, stage: TeacherStage, out_dir: Path, stage_hash: str) -> dict:
+    started = time.perf_counter()
+    set_seed(ctx.recipe.seed)
+    model = load_model_source(ctx.recipe.model, ctx.task)
+    partial = fresh_partial_dir(ctx, out_dir)
+    outcome = None
+    if not stage.skip_training:
+        model, outcome = train_model(
+            model,
+            ctx.data.train,
+            cfg=stage.train,
+            accelerator=ctx.accelerator,
+            collator=ctx.data.collator,
+            step_loss=hard_label_step(ctx.task.is_regression),
+            evaluate=lambda m: ctx.evaluate(m, ctx.data.selection),
+            primary_metric=ctx.task.primary_metric,
+            seed=ctx.recipe.seed,
+            log_path=partial / "train_log.jsonl",
+            description=stage.name,
+        )
+    metrics = ctx.evaluate(model)
+    save_artifact(ctx, model, partial)
+    record = stage_record(ctx, stage, model, metrics, outcome, partial)
+    record.update(stage_hash=stage_hash, wall_seconds=time.perf_counter() - started, seed=ctx.recipe.seed)
+    write_stage_files(ctx, partial, record)
+    commit_stage_dir(ctx, partial, out_dir)
+    ctx.accelerator.print(f"[{stage.name}] {ctx.task.primary_metric} = {metrics[ctx.task.primary_metric]:.4f}")
+    return record
