@@ -47,6 +47,17 @@ class RunContext:
     outputs: dict[str, Path] = field(default_factory=dict)  # stage name -> artifact folder
     stage_hashes: dict[str, str] = field(default_factory=dict)
 
+    def input_dir(self, stage) -> Path:
+        """The artifact a stage starts from: the stage named by its `input` field, else the stage
+        just before it (a multi-seed stage's artifact is its first seed's model)."""
+        name = getattr(stage, "input", None)
+        if name is None:
+            index = self.recipe.stages.index(stage)
+            if index == 0:
+                raise DistillError(f"stages[0] ({stage.name}): a {stage.kind} stage needs an earlier stage to start from")
+            name = self.recipe.stages[index - 1].name
+        return self.outputs[name]
+
     def evaluate(self, model, dataset=None) -> dict[str, float]:
         dataset = self.data.validation if dataset is None else dataset
         batch = max(s.train.eval_batch_size for s in self.recipe.stages if hasattr(s, "train"))

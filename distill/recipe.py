@@ -175,10 +175,11 @@ class Recipe(Strict):
         for i, stage in enumerate(self.stages):
             if stage.name in seen:
                 raise ValueError(f"stages[{i}].name: duplicate stage name '{stage.name}'")
+            for field_name in ("teacher", "input"):
+                ref = getattr(stage, field_name, None)
+                if ref is not None and ref not in seen:
+                    raise ValueError(f"stages[{i}].{field_name}: no earlier stage named '{ref}'")
             seen.add(stage.name)
-            teacher = getattr(stage, "teacher", None)
-            if teacher is not None and teacher not in seen:
-                raise ValueError(f"stages[{i}].teacher: no earlier stage named '{teacher}'")
         return self
 
     def stage(self, name: str) -> Stage:
