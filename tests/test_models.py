@@ -1,0 +1,83 @@
+"""Building students from a teacher, and loading weights safely."""
+
+import pytest
+import torch
+from transformers import BertConfig, BertForSequenceClassification
+
+from distill.errors import DistillError
+from distill.models import build_student, copy_layers_student, default_student_layers, load_classifier
+from distill.recipe import StudentConfig
+from distill.tasks import get_task
+
+
+@pytest.fixture
+def teacher():
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=6, num_attention_heads=4,
+                        intermediate_size=37, num_labels=2)
+    return BertForSequenceClassification(config).eval()
+
+
+def test_default_layers_are_every_other_from_the_first():
+    assert default_student_layers(6) == [0, 2, 4]
+    assert default_student_layers(12) == [0, 2, 4, 6, 8, 10]
+
+
+def test_copied_layers_equal_the_teacher_layers(teacher):
+    student = copy_layers_student(teacher, [1, 3, 5])
+    assert student.config.num_hidden_layers == 3
+    for student_index, teacher_index in enumerate([1, 3, 5]):
+        s_layer = student.bert.encoder.layer[student_index].state_dict()
+        t_layer = teacher.bert.encoder.layer[teacher_index].state_dict()
+        assert s_layer.keys() == t_layer.keys()
+        assert all(torch.equal(s_layer[k], t_layer[k]) for k in s_layer)
+
+
+def test_embeddings_pooler_and_head_are_copied(teacher):
+    student = copy_layers_student(teacher, [0, 2, 4])
+    for name in ("bert.embeddings", "bert.pooler", "classifier"):
+        s_state = student.get_submodule(name).state_dict()
+        t_state = teacher.get_submodule(name).state_dict()
+        assert all(torch.equal(s_state[k], t_state[k]) for k in s_state), name
+
+
+def test_student_with_all_layers_computes_the_teacher_function(teacher):
+    student = copy_layers_student(teacher, list(range(6))).eval()
+    ids = torch.randint(0, 99, (2, 7))
+    assert torch.allclose(student(input_ids=ids).logits, teacher(input_ids=ids).logits, atol=1e-6)
+
+
+def test_copied_student_does_not_share_storage_with_teacher(teacher):
+    student = copy_layers_student(teacher, [0])
+    with torch.no_grad():
+        student.bert.embeddings.word_embeddings.weight.zero_()
+    assert teacher.bert.embeddings.word_embeddings.weight.abs().sum() > 0
+
+
+def test_out_of_range_layer_is_an_error(teacher):
+    with pytest.raises(DistillError, match=r"student.layers: \[6\] out of range; the teacher has layers 0..5"):
+        copy_layers_student(teacher, [0, 6])
+
+
+def test_config_overrides_build_a_fresh_smaller_student(teacher):
+    student = build_student(StudentConfig(config_overrides={"num_hidden_layers": 2, "hidden_size": 16,
+                                                            "num_attention_heads": 2}), teacher, get_task("sst2"))
+    assert (student.config.num_hidden_layers, student.config.hidden_size) == (2, 16)
+
+
+def test_pickle_weights_are_refused_without_opt_in(tmp_path, teacher):
+    teacher.save_pretrained(tmp_path, safe_serialization=False)
+    with pytest.raises(DistillError, match="no safetensors weights.*allow_pickle"):
+        load_classifier(str(tmp_path), get_task("sst2"))
+
+
+def test_pickle_weights_load_with_opt_in(tmp_path, teacher):
+    teacher.save_pretrained(tmp_path, safe_serialization=False)
+    model = load_classifier(str(tmp_path), get_task("sst2"), allow_pickle=True)
+    assert torch.equal(model.classifier.weight, teacher.classifier.weight)
+
+
+def test_classifier_config_carries_label_names(tmp_path, teacher):
+    teacher.save_pretrained(tmp_path)
+    model = load_classifier(str(tmp_path), get_task("sst2"))
+    assert model.config.id2label == {0: "negative", 1: "positive"}
