@@ -3,7 +3,8 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-DATA_DIR ?= $(abspath ../shared/data)
+# The offline GLUE folder when it exists; otherwise data comes from the Hub.
+DATA_DIR ?= $(wildcard $(abspath ../shared/data))
 # torch first and pinned: an unpinned resolve pulls a multi-GB CUDA build (shared/PLATFORM.md).
 TORCH := torch==2.13.0
 
@@ -26,7 +27,7 @@ test: install
 
 # The reproduction run (about 1.5 h on 2 CPU cores), logged to runs/sst2_full.log.
 full: install
-	DISTILL_DATA_DIR=$(DATA_DIR) $(BIN)/distill run recipes/sst2_minilm_l6_to_l3.yaml 2>&1 | tee runs/sst2_full.log
+	mkdir -p runs && DISTILL_DATA_DIR=$(DATA_DIR) $(BIN)/distill run recipes/sst2_minilm_l6_to_l3.yaml 2>&1 | tee runs/sst2_full.log
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -41,6 +41,34 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--max-length", type=int, default=128)
     evaluate.add_argument("--batch-size", type=int, default=128)
     evaluate.add_argument("--limit", type=int, help="evaluate on the first N shuffled examples only")
+
+    push = commands.add_parser("push", help="publish a run's evaluated artifact to the Hugging Face Hub", description="Push "
+                               "one stage's artifact of a run folder to the Hub with a model card (results, lineage, recipe). "
+                               "Token: $HF_TOKEN or the `hf auth login` cache; endpoint: $HF_ENDPOINT or the Hub.")
+    push.add_argument("run_dir", help="a run folder, runs/<recipe>/ (holds report.json and recipe.yaml)")
+    push.add_argument("--repo-id", required=True, help="ORG/NAME of the model repo (created when missing)")
+    push.add_argument("--stage", help="stage whose artifact to push (default: the last stage with a model, baselines last)")
+    push.add_argument("--private", action="store_true", help="create the repo private")
+    push.add_argument("--revision", help="branch to push to (created when missing; default: main)")
+    push.add_argument("--dry-run", metavar="DIR", help="write the exact folder that would be uploaded to DIR; upload nothing")
+    push.add_argument("--license", help="license id for the card (default: the recipe's publish stage, else apache-2.0)")
+    push.add_argument("--include-logs", action="store_true", help="also upload training logs (train_log.jsonl)")
+
+    bench = commands.add_parser("bench", help="measure saved models: metric, size, latency, memory", description="Benchmark "
+                                "saved model folders (torch, ONNX Runtime, bitsandbytes) the same way: dev metric (from their "
+                                "metrics.json, else evaluated), size, latency at fixed batch sizes, peak memory; writes "
+                                "report.md, report.json and report.png.")
+    bench.add_argument("model_dirs", nargs="+", metavar="DIR")
+    bench.add_argument("--task", required=True, help="GLUE task name (its dev set gives the inputs and the metric)")
+    bench.add_argument("--data-dir", help=DATA_DIR_HELP)
+    bench.add_argument("--reference", metavar="DIR", help="ratios are taken against this model (default: the first DIR)")
+    bench.add_argument("--output-dir", default="bench", help="where the report goes (default: ./bench)")
+    bench.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32])
+    bench.add_argument("--seq-length", type=int, default=64, help="dev sentences padded/cut to this many tokens (default 64)")
+    bench.add_argument("--warmup", type=int, default=3)
+    bench.add_argument("--repeats", type=int, default=20, help="timed calls per model and batch size; the median is kept")
+    bench.add_argument("--threads", type=int, help="torch and ONNX Runtime threads (default: torch's, all cores)")
+    bench.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     return parser
 
 
@@ -94,17 +122,63 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_push(args) -> int:
+    from distill.publish import push_run
+
+    result = push_run(
+        args.run_dir,
+        args.repo_id,
+        stage=args.stage,
+        private=args.private,
+        revision=args.revision,
+        dry_run_dir=args.dry_run,
+        license=args.license,
+        include_logs=args.include_logs,
+    )
+    if result.folder is not None:
+        print(f"dry run: {len(result.files)} files of stage '{result.stage}' for {result.repo_id} written to {result.folder} (nothing uploaded)")
+    else:
+        print(f"pushed stage '{result.stage}' ({len(result.files)} files) to {result.repo_id}: {result.commit_url}")
+    return 0
+
+
 def _has_gpu() -> bool:
     import torch
 
     return torch.cuda.is_available()
 
 
-COMMANDS = {"run": cmd_run, "validate": cmd_validate, "eval": cmd_eval}
+def cmd_bench(args) -> int:
+    from pydantic import ValidationError
+
+    from distill.bench import bench_dirs
+    from distill.recipe import BenchmarkConfig
+    from distill.tasks import get_task
+
+    try:
+        cfg = BenchmarkConfig(enabled=True, batch_sizes=args.batch_sizes, seq_length=args.seq_length, warmup=args.warmup,
+                              repeats=args.repeats, threads=args.threads, memory=not args.no_memory)
+    except ValidationError as err:
+        first = err.errors()[0]
+        raise DistillError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from None
+    command = " ".join(["distill", "bench", *sys.argv[2:]]) if sys.argv[1:2] == ["bench"] else "distill bench"
+    report = bench_dirs(args.model_dirs, get_task(args.task), data_dir=args.data_dir, cfg=cfg, reference=args.reference,
+                        output_dir=Path(args.output_dir), command=command)
+    print(f"report: {Path(args.output_dir) / 'report.md'} ({len(report['stages'])} models)")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "validate": cmd_validate, "eval": cmd_eval, "push": cmd_push, "bench": cmd_bench}
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # Overrides may also follow options (`run r.yaml --data-dir D a=1`): argparse leaves those over.
+    args, extra = parser.parse_known_args(argv)
+    if extra and (not hasattr(args, "overrides") or any("=" not in e or e.startswith("-") for e in extra)):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
     _quiet_libraries()
     try:
         return COMMANDS[args.command](args)

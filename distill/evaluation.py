@@ -17,17 +17,21 @@ def predict_logits(model, dataset, collator, batch_size: int, accelerator: Accel
     """Logits and labels for every example exactly once (gather_for_metrics drops the padding
     that makes the last batch even across processes)."""
     loader = accelerator.prepare_data_loader(DataLoader(dataset, batch_size=batch_size, collate_fn=collator))
-    was_training = model.training
-    model.eval()
+    # Any callable returning `.logits` works (an ONNX Runtime model is not an nn.Module).
+    is_module = isinstance(model, torch.nn.Module)
+    was_training = is_module and model.training
+    if is_module:
+        model.eval()
     all_logits, all_labels = [], []
     for batch in loader:
         labels = batch.pop("labels")
         with accelerator.autocast():
-            logits = model(**batch).logits
+            logits = torch.as_tensor(model(**batch).logits)
         logits, labels = accelerator.gather_for_metrics((logits.float(), labels))
         all_logits.append(logits.cpu())
         all_labels.append(labels.cpu())
-    model.train(was_training)
+    if is_module:
+        model.train(was_training)
     return torch.cat(all_logits).numpy(), torch.cat(all_labels).numpy()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -68,23 +69,34 @@ def load_classifier(
     trust_remote_code: bool = False,
     revision: str | None = None,
     attn_implementation: str | None = None,
+    new_head_ok: bool = False,
 ) -> PreTrainedModel:
-    """A sequence classifier for `task`; a fresh head when the checkpoint has none (or another size)."""
+    """A sequence classifier for `task`. `new_head_ok` (a recipe's starting model) lets a head of
+    another size be replaced by a fresh one; our own artifacts must load exactly, so it is off."""
     path = resolve_model_path(source)
     _weights_format_check(path, allow_pickle)
     kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
+    if _is_pruned(path):  # shapes transformers cannot rebuild by itself (see distill/pruning)
+        from distill.pruning.loading import load_pruned
+
+        return load_pruned(path, **kwargs)
     try:
         return AutoModelForSequenceClassification.from_pretrained(
             path,
             revision=revision,
             trust_remote_code=trust_remote_code,
             use_safetensors=None if allow_pickle else True,
-            ignore_mismatched_sizes=True,
+            ignore_mismatched_sizes=new_head_ok,
             **label_config(task),
             **kwargs,
         )
-    except OSError as err:
+    except (OSError, ValueError, RuntimeError) as err:
         raise DistillError(f"model '{source}': cannot load ({str(err).splitlines()[0]})") from None
+
+
+def _is_pruned(path: str) -> bool:
+    config = Path(path) / "config.json"
+    return config.is_file() and "distill_pruning" in json.loads(config.read_text())
 
 
 def load_model_source(source: ModelSource, task: TaskSpec, **kwargs) -> PreTrainedModel:
@@ -94,6 +106,7 @@ def load_model_source(source: ModelSource, task: TaskSpec, **kwargs) -> PreTrain
         allow_pickle=source.allow_pickle,
         trust_remote_code=source.trust_remote_code,
         revision=source.revision,
+        new_head_ok=True,
         **kwargs,
     )
 
@@ -102,7 +115,7 @@ def load_tokenizer(source: str, *, trust_remote_code: bool = False, revision: st
     path = resolve_model_path(source)
     try:
         return AutoTokenizer.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code)
-    except OSError as err:
+    except (OSError, ValueError) as err:
         raise DistillError(f"tokenizer of '{source}': cannot load ({str(err).splitlines()[0]})") from None
 
 

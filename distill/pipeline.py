@@ -95,14 +95,19 @@ def prepare_data(recipe: Recipe, task: TaskSpec, tokenizer, data_dir: str | None
     return TaskData(train, selection, tokenized["validation"], DataCollatorWithPadding(tokenizer))
 
 
+# Settings that change how a run is carried out or logged, never its results.
+_OPERATIONAL_TRAIN_KEYS = ("log_every", "checkpoint_every", "eval_batch_size")
+
+
 def stage_fingerprint(recipe: Recipe, index: int, upstream: dict[str, str]) -> str:
-    """What a stage's result depends on: its config, the data, the start model, the run-wide
-    settings and the stages before it. A finished stage with the same fingerprint is reused."""
-    shared = recipe.to_dict()
-    shared.pop("stages")
-    shared.pop("name")
-    shared.pop("output_dir")
-    return fingerprint({"shared": shared, "stage": recipe.stages[index].model_dump(mode="json"), "upstream": upstream})
+    """What a stage's result depends on: the task, data, start model and run-wide settings, its
+    own config and the stages before it. A finished stage with the same fingerprint is reused."""
+    shared = {key: getattr(recipe, key) for key in ("task", "seed", "mixed_precision", "data", "model")}
+    stage = recipe.stages[index].model_dump(mode="json")
+    if isinstance(stage.get("train"), dict):
+        stage["train"] = {k: v for k, v in stage["train"].items() if k not in _OPERATIONAL_TRAIN_KEYS}
+    shared = {k: v.model_dump(mode="json") if hasattr(v, "model_dump") else v for k, v in shared.items()}
+    return fingerprint({"shared": shared, "stage": stage, "upstream": upstream})
 
 
 class Pipeline:
@@ -139,6 +144,11 @@ class Pipeline:
             records.append(record)
             if accelerator.is_main_process:
                 write_report(self.run_dir, recipe, task, records, self.command)
+        if recipe.benchmark.enabled and accelerator.is_main_process:
+            from distill.bench import benchmark_run
+
+            records, settings = benchmark_run(ctx, records, self.data_dir)
+            write_report(self.run_dir, recipe, task, records, self.command, benchmark=settings)
         accelerator.wait_for_everyone()
         return records
 
@@ -162,9 +172,24 @@ def commit_stage_dir(ctx: RunContext, partial: Path, final: Path) -> None:
     ctx.accelerator.wait_for_everyone()
     if not ctx.accelerator.is_main_process:
         return
+    (partial / "stage_hash").unlink(missing_ok=True)
     if final.exists():
         shutil.rmtree(final)
     os.replace(partial, final)
+
+
+def resumable_partial_dir(ctx: RunContext, final: Path, stage_hash: str) -> Path:
+    """The stage's work folder, kept from an interrupted run of the same stage (same hash) so its
+    checkpoints and finished seeds are reused; started afresh otherwise."""
+    partial = final.with_name(final.name + ".partial")
+    marker = partial / "stage_hash"
+    if ctx.accelerator.is_main_process:
+        if not (marker.is_file() and marker.read_text() == stage_hash):
+            shutil.rmtree(partial, ignore_errors=True)
+            partial.mkdir(parents=True)
+            marker.write_text(stage_hash)
+    ctx.accelerator.wait_for_everyone()
+    return partial
 
 
 def fresh_partial_dir(ctx: RunContext, final: Path) -> Path:

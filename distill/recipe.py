@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -62,6 +63,8 @@ class TrainConfig(Strict):
     eval_every: int | None = Field(None, gt=0)  # optimizer steps; None = once per epoch
     keep_best: bool = True  # restore the best evaluated checkpoint at the end
     log_every: int = Field(50, gt=0)
+    # Save the full training state every N optimizer steps, so a killed run continues from there.
+    checkpoint_every: int | None = Field(500, gt=0)
     # Batch examples of similar length (transformers' LengthGroupedSampler): less padding, faster steps.
     group_by_length: bool = True
 
@@ -152,9 +155,205 @@ class BaselineStage(Strict):
     seeds: list[int] | None = None
 
 
-DEFAULT_STAGE_NAMES = {"teacher": "teacher", "distill": "student", "baseline": "baseline"}
+class HeadPruningConfig(Strict):
+    """Which attention heads a prune stage removes: a share chosen by importance, or explicit lists."""
 
-Stage = Annotated[Union[TeacherStage, DistillStage, BaselineStage], Field(discriminator="kind")]
+    # Share of ALL the model's heads removed once the stage is done (counting heads removed earlier).
+    share: float | None = None
+    scope: Literal["global", "layer"] = "global"  # rank heads across layers (Michel et al.) or take `share` of each layer
+    per_layer: dict[int, list[int]] | None = None  # {layer: [head, ...]} to remove, original head indices
+    # Heads every layer keeps. 0 lets a layer lose all its heads: such models reload only through
+    # distill.pruning.load_pruned (transformers' native loading cannot run a 0-head layer).
+    min_per_layer: int = Field(1, ge=0)
+    normalize: bool = True  # L2-normalise importance per layer before ranking across layers
+
+    @field_validator("share")
+    @classmethod
+    def _share_range(cls, share: float | None) -> float | None:
+        if share is not None and not 0 <= share < 1:
+            raise ValueError("must be in [0, 1)")
+        return share
+
+    @field_validator("per_layer")
+    @classmethod
+    def _lists_valid(cls, per_layer: dict[int, list[int]] | None) -> dict[int, list[int]] | None:
+        if per_layer is None:
+            return None
+        if not per_layer:
+            raise ValueError("must name at least one layer")
+        for layer, heads in per_layer.items():
+            if layer < 0 or not heads or any(h < 0 for h in heads) or len(set(heads)) != len(heads):
+                raise ValueError(f"layer {layer}: give a layer index >= 0 and a non-empty list of distinct head indices >= 0")
+        return per_layer
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> "HeadPruningConfig":
+        if (self.share is None) == (self.per_layer is None):
+            raise ValueError("give either share or per_layer")
+        return self
+
+
+class FfnPruningConfig(Strict):
+    """FFN (intermediate) neuron pruning."""
+
+    share: float  # of each layer's original neurons, removed once the stage is done
+    # `layer`: the same count from every layer (a standard config, loads natively); `global`:
+    # lowest scores across layers (per-layer sizes: loads only through distill.pruning.load_pruned).
+    scope: Literal["layer", "global"] = "layer"
+    method: Literal["taylor", "magnitude"] = "taylor"  # |activation x gradient| on task data, or weight norms
+
+    @field_validator("share")
+    @classmethod
+    def _share_range(cls, share: float) -> float:
+        if not 0 <= share < 1:
+            raise ValueError("must be in [0, 1)")
+        return share
+
+
+class ImportanceConfig(Strict):
+    """Task data used to score heads and neurons (training split, shuffled with the recipe seed)."""
+
+    batches: int | None = Field(64, gt=0)  # None = the whole training split
+    batch_size: int = Field(32, gt=0)
+
+
+class RecoveryConfig(Strict):
+    """Training after each pruning step."""
+
+    train: TrainConfig = TrainConfig(epochs=1.0)
+    distill: bool = True  # distil from the stage's teacher; false: hard labels only
+    loss: LossConfig = LossConfig()
+
+
+class PruneStage(Strict):
+    """Structured pruning: physically remove attention heads and/or FFN neurons, optionally in
+    several steps with recovery training after each."""
+
+    kind: Literal["prune"]
+    name: str = "pruned"
+    input: str | None = None  # the stage whose model is pruned; default: the previous stage
+    # Teacher for recovery distillation; default: the last teacher stage, else the unpruned input.
+    teacher: str | None = None
+    heads: HeadPruningConfig | None = None
+    ffn: FfnPruningConfig | None = None
+    importance: ImportanceConfig = ImportanceConfig()
+    iterations: int = Field(1, ge=1)  # steps to reach the shares (e.g. 2: half the way, then all)
+    recovery: RecoveryConfig | None = None
+
+    @model_validator(mode="after")
+    def _something_to_prune(self) -> "PruneStage":
+        if self.heads is None and self.ffn is None:
+            raise ValueError("give heads and/or ffn (what to prune)")
+        if self.iterations > 1 and self.heads is not None and self.heads.per_layer is not None:
+            raise ValueError("explicit heads.per_layer lists are removed in one step: set iterations to 1")
+        return self
+
+
+HUB_REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}")  # ORG/NAME
+
+
+class PublishStage(Strict):
+    """Push an evaluated artifact of this run to the Hugging Face Hub with a generated model card."""
+
+    kind: Literal["publish"]
+    name: str = "publish"
+    repo_id: str  # ORG/NAME on the Hub
+    stage: str | None = None  # whose artifact is pushed; default: the last earlier stage holding a model
+    private: bool = False  # applies when the repo is created; an existing repo keeps its visibility
+    revision: str | None = None  # branch to push to (created when missing); default: main
+    license: str = "apache-2.0"  # the card's license id
+    include_logs: bool = False  # also upload training logs (train_log.jsonl)
+    dry_run: bool = False  # write the exact upload folder to <run>/<name>/upload/ and push nothing
+
+    @field_validator("repo_id")
+    @classmethod
+    def _repo_id_valid(cls, repo_id: str) -> str:
+        if not HUB_REPO_ID.fullmatch(repo_id) or ".." in repo_id:
+            raise ValueError("must be ORG/NAME (letters, digits, '-', '_', '.')")
+        return repo_id
+
+
+class OnnxStage(Strict):
+    """Export to ONNX Runtime through Optimum, optionally optimize the graph and quantize to int8."""
+
+    kind: Literal["onnx"]
+    name: str = "onnx"
+    input: str | None = None  # the torch stage exported; default: the previous stage
+    quantization: Literal["none", "dynamic", "static"] = "dynamic"  # static: activation ranges calibrated on train
+    # ONNX Runtime graph optimizations baked into the file: 0 none, 1 basic, 2 extended + transformer
+    # fusions, 99 all (hardware-specific). With int8 only 0 or 1 (the quantizer cannot read fused ops).
+    optimization_level: Literal[0, 1, 2, 99] = 0
+    per_channel: bool = True  # one int8 scale per output channel: slower to build, closer to fp32
+    isa: Literal["auto", "avx2", "avx512", "avx512_vnni", "arm64"] = "auto"  # auto: from this CPU's flags
+    calibration_examples: int = Field(128, gt=0)  # static only: training examples used to calibrate
+    calibration_method: Literal["minmax", "entropy", "percentile"] = "minmax"
+    max_metric_drop: float | None = Field(None, ge=0)  # fail when the metric falls more than this below the input's
+
+    @field_validator("optimization_level")
+    @classmethod
+    def _level_fits_quantization(cls, level: int, info) -> int:
+        if level > 1 and info.data.get("quantization", "none") != "none":
+            raise ValueError("levels 2 and 99 fuse ops the int8 quantizer cannot read: use 0 or 1 with quantization "
+                             "(ONNX Runtime still optimizes the graph when it loads the model)")
+        return level
+
+
+class BnbStage(Strict):
+    """bitsandbytes weights: LLM.int8 (bits 8) or 4-bit nf4/fp4. Saves memory, not CPU time."""
+
+    kind: Literal["bnb"]
+    name: str = "bnb"
+    input: str | None = None
+    bits: Literal[4, 8] = 8
+    quant_type: Literal["nf4", "fp4"] | None = None  # 4-bit only; default nf4
+    double_quant: bool | None = None  # 4-bit only: quantize the scales too; default true
+    compute_dtype: Literal["fp32", "fp16", "bf16"] | None = None  # 4-bit only: matmul dtype; default fp32
+    dtype: Literal["fp32", "fp16", "bf16"] = "fp32"  # what stays unquantized (embeddings, LayerNorm, head)
+    skip_modules: list[str] = ["classifier", "pooler"]  # module names kept unquantized (the task head)
+    max_metric_drop: float | None = Field(None, ge=0)
+
+    @field_validator("quant_type", "double_quant", "compute_dtype")
+    @classmethod
+    def _four_bit_only(cls, value, info):
+        if value is not None and info.data.get("bits") == 8:
+            raise ValueError("only applies to bits: 4")
+        return value
+
+
+class CastStage(Strict):
+    """A half-precision copy (fp16 or bf16) of a torch model."""
+
+    kind: Literal["cast"]
+    name: str = "cast"
+    input: str | None = None
+    dtype: Literal["fp16", "bf16"]
+    max_metric_drop: float | None = Field(None, ge=0)
+
+
+class BenchmarkConfig(Strict):
+    """Latency and memory of every stage's artifact, measured at the end of `distill run`."""
+
+    enabled: bool = False
+    batch_sizes: list[int] = Field([1, 32], min_length=1)
+    seq_length: int = Field(64, ge=2)  # dev sentences padded (or cut) to this many tokens
+    warmup: int = Field(3, ge=0)  # untimed calls per model and batch size
+    repeats: int = Field(20, ge=1)  # timed calls; the median is reported
+    threads: int | None = Field(None, gt=0)  # torch and ONNX Runtime intra-op threads; None: torch's default
+    memory: bool = True  # peak RSS of each artifact in a fresh subprocess
+
+    @field_validator("batch_sizes")
+    @classmethod
+    def _positive_distinct(cls, sizes: list[int]) -> list[int]:
+        if any(b < 1 for b in sizes) or len(set(sizes)) != len(sizes):
+            raise ValueError("must be distinct positive integers")
+        return sizes
+
+
+DEFAULT_STAGE_NAMES = {"teacher": "teacher", "distill": "student", "baseline": "baseline", "publish": "publish", "prune": "pruned",
+                       "onnx": "onnx", "bnb": "bnb", "cast": "cast"}
+
+Stage = Annotated[Union[TeacherStage, DistillStage, BaselineStage, PruneStage, PublishStage,
+                        OnnxStage, BnbStage, CastStage], Field(discriminator="kind")]
 
 
 class Recipe(Strict):
@@ -168,6 +367,7 @@ class Recipe(Strict):
     data: DataConfig = DataConfig()
     model: ModelSource = ModelSource()
     stages: list[Stage] = Field(min_length=1)
+    benchmark: BenchmarkConfig = BenchmarkConfig()  # latency/memory at the end of a run (not part of stage hashes)
 
     @model_validator(mode="after")
     def _stage_names_unique(self) -> "Recipe":
@@ -175,7 +375,7 @@ class Recipe(Strict):
         for i, stage in enumerate(self.stages):
             if stage.name in seen:
                 raise ValueError(f"stages[{i}].name: duplicate stage name '{stage.name}'")
-            for field_name in ("teacher", "input"):
+            for field_name in ("teacher", "input", "stage"):
                 ref = getattr(stage, field_name, None)
                 if ref is not None and ref not in seen:
                     raise ValueError(f"stages[{i}].{field_name}: no earlier stage named '{ref}'")

@@ -1,5 +1,7 @@
 """The run's report: report.json (the results format benchmarks/ keeps), report.md and a table
-on the terminal, rewritten after every stage so an interrupted run still reports what it did."""
+on the terminal, rewritten after every stage so an interrupted run still reports what it did.
+When the artifacts were benchmarked, records carry latency/throughput/memory, the ratios to the
+teacher measured in the same process, and report.png plots metric against latency and size."""
 
 from __future__ import annotations
 
@@ -7,10 +9,13 @@ import datetime as dt
 import json
 import os
 import platform
+import re
 from pathlib import Path
 from typing import Any
 
 from distill.recipe import Recipe
+
+PLOT_FILE = "report.png"
 
 
 def machine_info() -> str:
@@ -30,59 +35,144 @@ def _cpu_model() -> str | None:
     return None
 
 
-def build_report(recipe: Recipe, task, records: list[dict[str, Any]], command: str) -> dict[str, Any]:
-    return {
-        "recipe": recipe.name,
-        "recipe_hash": recipe.hash(),
+def reference_record(records: list[dict[str, Any]], name: str | None = None) -> dict[str, Any] | None:
+    """What ratios are taken against: the named record, else the first teacher stage, else the first."""
+    if not records:
+        return None
+    if name is not None:
+        return next((r for r in records if r["stage"] == name), None)
+    return next((r for r in records if r.get("kind") == "teacher"), records[0])
+
+
+def batch_sizes(records: list[dict[str, Any]]) -> list[int]:
+    found = {int(m.group(1)) for r in records for k in r if (m := re.fullmatch(r"latency_ms_bs(\d+)", k))}
+    return sorted(found)
+
+
+def with_teacher_ratios(records: list[dict[str, Any]], reference: str | None = None) -> list[dict[str, Any]]:
+    """Copies of the records with share_of_teacher, size_reduction_vs_teacher and, when timed,
+    speedup_vs_teacher_bs<B> (teacher latency / this latency, same process)."""
+    teacher = reference_record(records, reference)
+    if teacher is None:
+        return records
+    out = []
+    for record in records:
+        r = dict(record)
+        r["share_of_teacher"] = _ratio(r.get("metric_value"), teacher.get("metric_value"))
+        r["size_reduction_vs_teacher"] = _ratio(teacher.get("size_bytes"), r.get("size_bytes"))
+        for b in batch_sizes([r, teacher]):
+            r[f"speedup_vs_teacher_bs{b}"] = _ratio(teacher.get(f"latency_ms_bs{b}"), r.get(f"latency_ms_bs{b}"))
+        out.append(r)
+    return out
+
+
+def _ratio(a, b) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def build_report(recipe: Recipe | None, task, records: list[dict[str, Any]], command: str, *,
+                 benchmark: dict | None = None, reference: str | None = None, name: str | None = None) -> dict[str, Any]:
+    report = {
+        "recipe": recipe.name if recipe is not None else name,
+        "recipe_hash": recipe.hash() if recipe is not None else None,
         "task": task.name,
         "metric": task.primary_metric,
         "command": command,
         "machine": machine_info(),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "stages": records,
+        "stages": with_teacher_ratios(records, reference),
     }
+    teacher = reference_record(records, reference)
+    report["reference"] = teacher["stage"] if teacher else None
+    if benchmark:
+        report["benchmark"] = benchmark
+    return report
 
 
-def write_report(run_dir: Path, recipe: Recipe, task, records: list[dict[str, Any]], command: str) -> dict[str, Any]:
-    report = build_report(recipe, task, records, command)
+def write_report(run_dir: Path, recipe: Recipe | None, task, records: list[dict[str, Any]], command: str, *,
+                 benchmark: dict | None = None, reference: str | None = None, name: str | None = None) -> dict[str, Any]:
+    report = build_report(recipe, task, records, command, benchmark=benchmark, reference=reference, name=name)
+    run_dir = Path(run_dir)
     (run_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     (run_dir / "report.md").write_text(markdown_table(report) + "\n")
+    if batch_sizes(report["stages"]):
+        plot_report(report, run_dir / PLOT_FILE)
     print_table(report)
     return report
 
 
-def _row(record: dict[str, Any]) -> list[str]:
-    value = record["metric_value"]
-    metric = f"{100 * value:.2f}" if abs(value) <= 1 else f"{value:.4f}"
-    if "metric_std" in record:
-        metric += f" ± {100 * record['metric_std']:.2f} (n={len(record['seeds'])})"
-    speed = record.get("samples_per_second")
-    return [
-        record["stage"],
-        record["kind"],
-        f"{record['params'] / 1e6:.2f}M",
-        f"{record['size_bytes'] / 2**20:.1f} MiB",
-        metric,
-        f"{record.get('train_seconds', 0):.0f}",
-        f"{speed:.0f}" if speed else "-",
+# ---------------------------------------------------------------- tables
+
+
+def _metric(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{100 * value:.2f}" if abs(value) <= 1 else f"{value:.4f}"
+
+
+def _columns(report: dict[str, Any]) -> list[tuple[str, Any]]:
+    """(header, record -> cell) pairs; latency columns only once something was timed."""
+    timed = batch_sizes(report["stages"])
+    columns: list[tuple[str, Any]] = [
+        ("stage", lambda r: r["stage"]),
+        ("kind", lambda r: r["kind"]),
     ]
+    if timed:
+        columns.append(("backend", lambda r: f"{r.get('backend', '?')} {r.get('precision', '')}".strip()))
+    columns += [
+        ("params", lambda r: f"{r['params'] / 1e6:.2f}M"),
+        ("size", lambda r: f"{r['size_bytes'] / 2**20:.1f} MiB"),
+        ("metric", _metric_cell),
+        ("% teacher", lambda r: f"{100 * r['share_of_teacher']:.1f}" if r.get("share_of_teacher") is not None else "-"),
+    ]
+    for b in timed:
+        columns.append((f"ms b={b}", lambda r, b=b: f"{r[f'latency_ms_bs{b}']:.1f}" if r.get(f"latency_ms_bs{b}") else "-"))
+        columns.append((f"× b={b}", lambda r, b=b: _times(r.get(f"speedup_vs_teacher_bs{b}"))))
+    if any(r.get("peak_memory_bytes") for r in report["stages"]):
+        columns.append(("peak RSS", lambda r: f"{r['peak_memory_bytes'] / 2**20:.0f} MiB" if r.get("peak_memory_bytes") else "-"))
+    if not timed:
+        columns.append(("train s", lambda r: f"{r.get('train_seconds', 0):.0f}"))
+        columns.append(("samples/s", lambda r: f"{r['samples_per_second']:.0f}" if r.get("samples_per_second") else "-"))
+    return columns
 
 
-HEADERS = ["stage", "kind", "params", "size", "metric", "train s", "samples/s"]
+def _metric_cell(record: dict[str, Any]) -> str:
+    text = _metric(record["metric_value"])
+    if "metric_std" in record:
+        text += f" ± {100 * record['metric_std']:.2f} (n={len(record['seeds'])})"
+    return text
+
+
+def _times(ratio: float | None) -> str:
+    return f"{ratio:.2f}×" if ratio is not None else "-"
 
 
 def markdown_table(report: dict[str, Any]) -> str:
+    columns = _columns(report)
     lines = [
         f"# {report['recipe']} — {report['task']} ({report['metric']}, ×100)",
         "",
         f"Command: `{report['command']}`  ",
         f"Machine: {report['machine']}  ",
         f"Date: {report['date']}",
-        "",
-        "| " + " | ".join(HEADERS) + " |",
-        "|" + "---|" * len(HEADERS),
     ]
-    lines += ["| " + " | ".join(_row(r)) + " |" for r in report["stages"]]
+    bench = report.get("benchmark")
+    if bench:
+        lines += [
+            "",
+            f"Latency (ms per batch): {bench['timing']}; {bench['threads']} threads (torch and ONNX Runtime); "
+            f"inputs: {bench['inputs']}. × = speed-up over `{report['reference']}` measured in the same process."
+            + (f" Peak RSS: a fresh process loading one artifact and running one batch of {max(bench['batch_sizes'])}"
+               f" (the libraries alone: {bench['baseline_memory_bytes'] / 2**20:.0f} MiB)." if bench.get("baseline_memory_bytes") else ""),
+        ]
+    lines += [
+        "",
+        "| " + " | ".join(h for h, _ in columns) + " |",
+        "|" + "---|" * len(columns),
+    ]
+    lines += ["| " + " | ".join(cell(r) for _, cell in columns) + " |" for r in report["stages"]]
+    if bench:
+        lines += ["", f"![{report['metric']} against latency and size]({PLOT_FILE})"]
     return "\n".join(lines)
 
 
@@ -90,9 +180,56 @@ def print_table(report: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    columns = _columns(report)
     table = Table(title=f"{report['recipe']}: {report['task']} dev {report['metric']} (x100)")
-    for header in HEADERS:
-        table.add_column(header, justify="left" if header in {"stage", "kind"} else "right")
+    for header, _ in columns:
+        table.add_column(header, justify="left" if header in {"stage", "kind", "backend"} else "right")
     for record in report["stages"]:
-        table.add_row(*_row(record))
+        table.add_row(*(cell(record) for _, cell in columns))
     Console(stderr=False).print(table)
+
+
+# ---------------------------------------------------------------- plot
+
+
+def plot_report(report: dict[str, Any], path: Path) -> Path | None:
+    """Metric against batch-1 latency and against file size, one labelled point per stage."""
+    try:
+        import matplotlib
+    except ImportError:
+        print(f"report: matplotlib is not installed, no {path.name} (pip install 'distill[report]')")
+        return None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = [r for r in report["stages"] if r.get("metric_value") is not None]
+    b = batch_sizes(records)[0]
+    scale = 100 if all(abs(r["metric_value"]) <= 1 for r in records) else 1
+    backends = sorted({f"{r.get('backend', '?')} {r.get('precision', '')}".strip() for r in records})
+    markers = dict(zip(backends, "osD^vP*Xh<>"))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
+    panels = [(f"latency_ms_bs{b}", f"latency at batch {b} (ms, log scale)"), ("size_bytes", "weights on disk (MiB, log scale)")]
+    for ax, (key, label) in zip(axes, panels):
+        for r in records:
+            if r.get(key) is None:
+                continue
+            x = r[key] / 2**20 if key == "size_bytes" else r[key]
+            backend = f"{r.get('backend', '?')} {r.get('precision', '')}".strip()
+            ax.scatter(x, scale * r["metric_value"], marker=markers[backend], s=70, zorder=3,
+                       label=backend, color=f"C{backends.index(backend)}")
+            ax.annotate(r["stage"], (x, scale * r["metric_value"]), textcoords="offset points", xytext=(6, 5), fontsize=9)
+        ax.set_xscale("log")
+        ax.set_xlabel(label)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.margins(x=0.25, y=0.15)
+    axes[0].set_ylabel(f"dev {report['metric']}" + (" (×100)" if scale == 100 else ""))
+    handles, labels = axes[0].get_legend_handles_labels()
+    unique = dict(zip(labels, handles))
+    axes[1].legend(unique.values(), unique.keys(), loc="lower right", fontsize=9)
+    bench = report.get("benchmark") or {}
+    fig.suptitle(f"{report['recipe']} — {report['task']}: {report['metric']} vs latency and size "
+                 f"({bench.get('threads', '?')} threads, seq length {bench.get('seq_length', '?')})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

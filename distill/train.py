@@ -12,6 +12,7 @@ import json
 import math
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -24,6 +25,7 @@ from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
+from distill import checkpoints
 from distill.errors import DistillError
 from distill.recipe import TrainConfig
 
@@ -75,6 +77,30 @@ def _optimizer(params: list[tuple[str, nn.Parameter]], cfg: TrainConfig) -> torc
     return torch.optim.AdamW(groups, lr=cfg.learning_rate)
 
 
+def _train_loader(train_dataset, cfg: TrainConfig, micro: int, collator, generator: torch.Generator) -> DataLoader:
+    if cfg.group_by_length:
+        lengths = [len(ids) for ids in train_dataset["input_ids"]]
+        sampler = LengthGroupedSampler(micro, lengths=lengths, generator=generator)
+        return DataLoader(train_dataset, batch_size=micro, sampler=sampler, collate_fn=collator)
+    return DataLoader(train_dataset, batch_size=micro, shuffle=True, collate_fn=collator, generator=generator)
+
+
+@dataclass
+class _Progress:
+    """Where training stands; saved with every checkpoint so a killed run continues exactly."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0  # micro-batches of the current epoch already consumed
+    examples: int = 0
+    train_seconds: float = 0.0
+    eval_seconds: float = 0.0
+    best_value: float = -math.inf
+    best_step: int | None = None
+    best_metrics: dict | None = None
+    history: list = field(default_factory=list)
+
+
 def train_model(
     model: nn.Module,
     train_dataset,
@@ -89,17 +115,20 @@ def train_model(
     log_path: Path | None = None,
     description: str = "train",
     extra_modules: list[nn.Module] = (),
+    checkpoint_dir: Path | None = None,
 ) -> tuple[nn.Module, TrainOutcome]:
-    """Train `model` in place (returned unwrapped); restores the best evaluated weights if asked."""
+    """Train `model` in place (returned unwrapped); restores the best evaluated weights if asked.
+
+    With `checkpoint_dir`, the full training state is saved every `cfg.checkpoint_every` steps and
+    a call that finds a checkpoint there continues from it: same data order (each epoch's order
+    depends only on seed and epoch), same RNG, optimizer and schedule, hence the same result."""
     micro = micro_batch_size(cfg, accelerator)
+    # One training at a time per Accelerator: forget objects a previous (maybe interrupted) one
+    # prepared, so checkpoints hold exactly this run's model and optimizer.
+    accelerator.free_memory()
     accelerator.gradient_accumulation_steps = cfg.grad_accum_steps
-    generator = torch.Generator().manual_seed(seed)
-    if cfg.group_by_length:
-        lengths = [len(ids) for ids in train_dataset["input_ids"]]
-        sampler = LengthGroupedSampler(micro, lengths=lengths, generator=generator)
-        loader = DataLoader(train_dataset, batch_size=micro, sampler=sampler, collate_fn=collator)
-    else:
-        loader = DataLoader(train_dataset, batch_size=micro, shuffle=True, collate_fn=collator, generator=generator)
+    generator = torch.Generator()
+    loader = _train_loader(train_dataset, cfg, micro, collator, generator)
     named = list(model.named_parameters())
     for i, module in enumerate(extra_modules):
         named += [(f"extra{i}.{n}", p) for n, p in module.named_parameters()]
@@ -113,17 +142,28 @@ def train_model(
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
     eval_every = cfg.eval_every or steps_per_epoch
 
+    progress, best_state = _Progress(), None
+    if checkpoint_dir is not None and (latest := checkpoints.latest(checkpoint_dir)) is not None:
+        progress, best_state = checkpoints.load(latest, accelerator, _Progress)
+        with warnings.catch_warnings():  # replaying the schedule, not training: no optimizer.step() due
+            warnings.simplefilter("ignore")
+            for _ in range(progress.step):
+                scheduler.step()
+        accelerator.print(f"[{description}] resuming at step {progress.step}/{total_steps} from {latest}")
+
     log = _JsonlLog(log_path if accelerator.is_main_process else None)
-    outcome = TrainOutcome(steps=0, train_seconds=0.0, samples_per_second=0.0)
-    best_value, best_state = -math.inf, None
-    examples, running = 0, {}
+    log.drop_after(progress.step)  # lines logged after the checkpoint will be logged again
+    running: dict[str, float] = {}
     # Redraw rarely when logging to a file, so a long run's log stays readable.
     interval = 0.1 if sys.stderr.isatty() else 60
-    bar = tqdm(total=total_steps, desc=description, disable=not accelerator.is_local_main_process, dynamic_ncols=True, mininterval=interval)
-    started = time.perf_counter()
+    bar = tqdm(total=total_steps, initial=progress.step, desc=description, disable=not accelerator.is_local_main_process,
+               dynamic_ncols=True, mininterval=interval)
+    started, seconds_before = time.perf_counter(), progress.train_seconds + progress.eval_seconds
     model.train()
-    while outcome.steps < total_steps:
-        for batch in loader:
+    while progress.step < total_steps:
+        generator.manual_seed(seed + progress.epoch)
+        batches = accelerator.skip_first_batches(loader, progress.batch_in_epoch) if progress.batch_in_epoch else loader
+        for batch in batches:
             with accelerator.accumulate(model):
                 with accelerator.autocast():
                     loss, terms = step_loss(model, batch)
@@ -132,44 +172,56 @@ def train_model(
                     accelerator.clip_grad_norm_([p for _, p in named], cfg.max_grad_norm)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
-            examples += batch["input_ids"].shape[0] * accelerator.num_processes
+            progress.batch_in_epoch += 1
+            progress.examples += batch["input_ids"].shape[0] * accelerator.num_processes
             for key, value in {"loss": loss.item(), **terms}.items():
                 running[key] = running.get(key, 0.0) + value
             running["_n"] = running.get("_n", 0) + 1
             if not accelerator.sync_gradients:
                 continue
             scheduler.step()
-            outcome.steps += 1
-            elapsed = time.perf_counter() - started - outcome.eval_seconds
-            rate = examples / max(elapsed, 1e-9)
+            progress.step += 1
+            progress.train_seconds = seconds_before + time.perf_counter() - started - progress.eval_seconds
+            rate = progress.examples / max(progress.train_seconds, 1e-9)
             bar.update(1)
-            if outcome.steps % cfg.log_every == 0 or outcome.steps == total_steps:
+            if progress.step % cfg.log_every == 0 or progress.step == total_steps:
                 means = {k: v / running["_n"] for k, v in running.items() if k != "_n"}
                 bar.set_postfix(loss=f"{means['loss']:.4f}", samples_s=f"{rate:.0f}")
-                log.write({"step": outcome.steps, "epoch": outcome.steps / steps_per_epoch, "lr": scheduler.get_last_lr()[0], "samples_per_second": rate, **means})
+                log.write({"step": progress.step, "epoch": progress.step / steps_per_epoch, "lr": scheduler.get_last_lr()[0],
+                           "samples_per_second": rate, **means})
                 running = {}
-            if evaluate is not None and (outcome.steps % eval_every == 0 or outcome.steps == total_steps):
+            if evaluate is not None and (progress.step % eval_every == 0 or progress.step == total_steps):
                 eval_started = time.perf_counter()
                 metrics = evaluate(accelerator.unwrap_model(model))
                 model.train()
-                outcome.eval_seconds += time.perf_counter() - eval_started
-                record = {"step": outcome.steps, "eval": metrics}
-                outcome.history.append(record)
-                log.write(record)
-                value = metrics[primary_metric]
-                if value > best_value:
-                    best_value, outcome.best_step, outcome.best_selection_metrics = value, outcome.steps, metrics
+                progress.eval_seconds += time.perf_counter() - eval_started
+                progress.history.append({"step": progress.step, "eval": metrics})
+                log.write(progress.history[-1])
+                if metrics[primary_metric] > progress.best_value:
+                    progress.best_value, progress.best_step, progress.best_metrics = metrics[primary_metric], progress.step, metrics
                     if cfg.keep_best:
                         best_state = {k: v.detach().cpu().clone() for k, v in accelerator.unwrap_model(model).state_dict().items()}
-            if outcome.steps >= total_steps:
+            if checkpoint_dir is not None and cfg.checkpoint_every and progress.step % cfg.checkpoint_every == 0 \
+                    and progress.step < total_steps:
+                checkpoints.save(checkpoint_dir, progress, best_state, accelerator)
+            if progress.step >= total_steps:
                 break
+        else:  # the epoch ran out
+            progress.epoch, progress.batch_in_epoch = progress.epoch + 1, 0
     bar.close()
-    outcome.train_seconds = time.perf_counter() - started - outcome.eval_seconds
-    outcome.samples_per_second = examples / max(outcome.train_seconds, 1e-9)
     model = accelerator.unwrap_model(model)
     if best_state is not None:
         model.load_state_dict(best_state)
     accelerator.free_memory()
+    outcome = TrainOutcome(
+        steps=progress.step,
+        train_seconds=progress.train_seconds,
+        samples_per_second=progress.examples / max(progress.train_seconds, 1e-9),
+        eval_seconds=progress.eval_seconds,
+        best_step=progress.best_step,
+        best_selection_metrics=progress.best_metrics,
+        history=progress.history,
+    )
     return model, outcome
 
 
@@ -180,6 +232,12 @@ class _JsonlLog:
         self.path = path
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
+
+    def drop_after(self, step: int) -> None:
+        if self.path is not None and self.path.is_file():
+            lines = self.path.read_text(encoding="utf-8").splitlines()
+            kept = [line for line in lines if json.loads(line).get("step", 0) <= step]
+            self.path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
 
     def write(self, record: dict) -> None:
         if self.path is not None:

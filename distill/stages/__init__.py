@@ -2,10 +2,18 @@
 writes an evaluated artifact into the output folder and returns its report record."""
 
 from distill.stages.distill import run_distill_stage
+from distill.stages.prune import run_prune_stage
+from distill.stages.publish import run_publish_stage
+from distill.stages.quantize import run_bnb_stage, run_cast_stage, run_onnx_stage
 from distill.stages.teacher import run_teacher_stage
 
 STAGE_RUNNERS = {
     "teacher": run_teacher_stage,
     "distill": run_distill_stage,
     "baseline": run_distill_stage,
+    "prune": run_prune_stage,
+    "publish": run_publish_stage,
+    "onnx": run_onnx_stage,
+    "bnb": run_bnb_stage,
+    "cast": run_cast_stage,
 }

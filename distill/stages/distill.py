@@ -7,6 +7,7 @@ shows what knowledge distillation itself bought. Several seeds give a mean and a
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
 from pathlib import Path
@@ -17,10 +18,14 @@ from transformers import set_seed
 from distill.errors import DistillError
 from distill.losses import DistillationLoss, LossWeights
 from distill.models import build_student, load_classifier, load_model_source
-from distill.pipeline import RunContext, commit_stage_dir, fresh_partial_dir
-from distill.recipe import BaselineStage, DistillStage, TeacherStage
+from distill import checkpoints
+from distill.pipeline import RunContext, commit_stage_dir, resumable_partial_dir
+from distill.recipe import BaselineStage, DistillStage, LossConfig, TeacherStage
 from distill.stages.common import hard_label_step, model_inputs, save_artifact, stage_record, write_stage_files
 from distill.train import train_model
+
+
+SEED_RECORD = "seed_record.json"  # written when one seed's student is trained, evaluated and saved
 
 
 def teacher_stage_name(ctx: RunContext, stage: DistillStage | BaselineStage) -> str | None:
@@ -37,6 +42,19 @@ def load_teacher(ctx: RunContext, stage, attn_implementation: str | None = None)
     if name is None:  # no teacher stage: the recipe's model must already be tuned on the task
         return load_model_source(ctx.recipe.model, ctx.task, attn_implementation=attn_implementation)
     return load_classifier(str(ctx.outputs[name]), ctx.task, attn_implementation=attn_implementation)
+
+
+def distillation_loss(loss: LossConfig, task, student, teacher) -> DistillationLoss:
+    """The recipe's loss config bound to a student/teacher pair (sizes and layer counts)."""
+    return DistillationLoss(
+        LossWeights(**loss.model_dump(exclude={"layer_map"})),
+        is_regression=task.is_regression,
+        layer_map=loss.layer_map,
+        student_hidden_size=student.config.hidden_size,
+        teacher_hidden_size=teacher.config.hidden_size,
+        n_student_layers=student.config.num_hidden_layers,
+        n_teacher_layers=teacher.config.num_hidden_layers,
+    )
 
 
 def distillation_step(teacher, loss_fn: DistillationLoss):
@@ -67,25 +85,21 @@ def run_distill_stage(ctx: RunContext, stage: DistillStage | BaselineStage, out_
         init_model = load_model_source(ctx.recipe.model, ctx.task, attn_implementation=attn)
 
     seeds = stage.seeds or [ctx.recipe.seed]
-    partial = fresh_partial_dir(ctx, out_dir)
+    partial = resumable_partial_dir(ctx, out_dir, stage_hash)
     runs = []
     for i, seed in enumerate(seeds):
         folder = partial if i == 0 else partial / "seeds" / f"seed-{seed}"
+        done = folder / SEED_RECORD
+        if done.is_file():  # finished before an interruption
+            runs.append(json.loads(done.read_text()))
+            continue
         set_seed(seed)
         student = build_student(stage.student, init_model, ctx.task)
         if attn:
             student.set_attn_implementation("eager")
         step, extra = hard_label_step(ctx.task.is_regression), []
         if is_kd:
-            loss_fn = DistillationLoss(
-                LossWeights(**stage.loss.model_dump(exclude={"layer_map"})),
-                is_regression=ctx.task.is_regression,
-                layer_map=stage.loss.layer_map,
-                student_hidden_size=student.config.hidden_size,
-                teacher_hidden_size=teacher.config.hidden_size,
-                n_student_layers=student.config.num_hidden_layers,
-                n_teacher_layers=teacher.config.num_hidden_layers,
-            )
+            loss_fn = distillation_loss(stage.loss, ctx.task, student, teacher)
             if loss_fn.needs_attentions and student.config.num_attention_heads != teacher.config.num_attention_heads:
                 raise DistillError(f"stages.{stage.name}.loss.alpha_attention: student and teacher head counts differ")
             step, extra = distillation_step(teacher, loss_fn), [loss_fn]
@@ -102,11 +116,15 @@ def run_distill_stage(ctx: RunContext, stage: DistillStage | BaselineStage, out_
             log_path=folder / "train_log.jsonl",
             description=f"{stage.name} seed {seed}",
             extra_modules=extra,
+            checkpoint_dir=folder / "checkpoints",
         )
+        checkpoints.remove(folder / "checkpoints", ctx.accelerator)
         metrics = ctx.evaluate(student)
         save_artifact(ctx, student, folder)
         run = stage_record(ctx, stage, student, metrics, outcome, folder)
         run["seed"] = seed
+        if ctx.accelerator.is_main_process:
+            done.write_text(json.dumps(run, indent=2))
         runs.append(run)
         ctx.accelerator.print(f"[{stage.name}] seed {seed}: {ctx.task.primary_metric} = {run['metric_value']:.4f}")
 

@@ -8,7 +8,8 @@ from pathlib import Path
 from transformers import set_seed
 
 from distill.models import load_model_source
-from distill.pipeline import RunContext, commit_stage_dir, fresh_partial_dir
+from distill import checkpoints
+from distill.pipeline import RunContext, commit_stage_dir, resumable_partial_dir
 from distill.recipe import TeacherStage
 from distill.stages.common import hard_label_step, save_artifact, stage_record, write_stage_files
 from distill.train import train_model
@@ -18,7 +19,7 @@ def run_teacher_stage(ctx: RunContext, stage: TeacherStage, out_dir: Path, stage
     started = time.perf_counter()
     set_seed(ctx.recipe.seed)
     model = load_model_source(ctx.recipe.model, ctx.task)
-    partial = fresh_partial_dir(ctx, out_dir)
+    partial = resumable_partial_dir(ctx, out_dir, stage_hash)
     outcome = None
     if not stage.skip_training:
         model, outcome = train_model(
@@ -33,7 +34,9 @@ def run_teacher_stage(ctx: RunContext, stage: TeacherStage, out_dir: Path, stage
             seed=ctx.recipe.seed,
             log_path=partial / "train_log.jsonl",
             description=stage.name,
+            checkpoint_dir=partial / "checkpoints",
         )
+        checkpoints.remove(partial / "checkpoints", ctx.accelerator)
     metrics = ctx.evaluate(model)
     save_artifact(ctx, model, partial)
     record = stage_record(ctx, stage, model, metrics, outcome, partial)

@@ -1,0 +1,289 @@
+"""The model card of a published artifact, rendered through huggingface_hub from
+model_cards/template.md: the Hub metadata of distill.publish.metadata and a body that says what
+each stage did and what it cost, the exact recipe, and how to reproduce and use the model."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from huggingface_hub import ModelCard
+
+from distill.errors import DistillError
+from distill.publish.metadata import base_model_id, card_data, task_title
+from distill.publish.run_info import (
+    STUDENT_KINDS,
+    RunInfo,
+    artifact_metrics,
+    has_torch_weights,
+    is_adapter,
+    is_model_stage,
+    lineage,
+    onnx_files,
+    parent_stage,
+    teacher_record,
+)
+from distill.tasks import TASKS
+
+TEMPLATE_PATH = Path(__file__).resolve().parents[2] / "model_cards" / "template.md"
+
+PAIR_EXAMPLES = {
+    "qnli": {"text": "Where is the Eiffel Tower?", "text_pair": "The Eiffel Tower stands on the Champ de Mars in Paris."},
+}
+PAIR_EXAMPLE = {"text": "The company posted record profits this quarter.", "text_pair": "This quarter the firm reported its highest profits ever."}
+SINGLE_EXAMPLES = {"sst2": "A gripping, beautifully acted film.", "cola": "The book was written by my sister."}
+
+
+def needs_distill_loader(folder: Path) -> bool:
+    """A pruned model whose shapes plain `from_pretrained` cannot rebuild (a layer with no heads
+    left, or FFN sizes that differ by layer): it loads only through distill.pruning.load_pruned."""
+    config_path = folder / "config.json"
+    if not config_path.is_file():
+        return False
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    try:
+        from distill.pruning.structure import PRUNING_KEY, loads_natively
+    except ImportError:
+        return False
+    return PRUNING_KEY in config and not loads_natively(SimpleNamespace(**{PRUNING_KEY: config[PRUNING_KEY]}))
+
+
+# ---------------------------------------------------------------- the body
+
+
+def fmt_metric(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{100 * value:.2f}" if abs(value) <= 1 else f"{value:.4f}"
+
+
+def share(value: float | None, teacher: float | None) -> str:
+    if value is None or not teacher or teacher <= 0:
+        return "-"
+    return f"{100 * value / teacher:.1f} %"
+
+
+def metric_cell(record: dict[str, Any]) -> str:
+    text = fmt_metric(record.get("metric_value"))
+    if "metric_std" in record:
+        text += f" ± {100 * record['metric_std']:.2f} (n={len(record.get('seeds') or [])})"
+    return text
+
+
+def latency_keys(records: list[dict[str, Any]]) -> list[tuple[int, str]]:
+    keys = {k for r in records for k in r if re.fullmatch(r"latency_ms_bs\d+", k) and r[k] is not None}
+    return sorted((int(k.rsplit("bs", 1)[1]), k) for k in keys)
+
+
+def results_table(run: RunInfo, stage: str, teacher: dict[str, Any] | None) -> tuple[list[str], list[list[str]]]:
+    names = [n for n in run.records if n == stage or is_model_stage(run, n)]
+    records = [run.records[n] for n in names]
+    latencies = latency_keys(records)
+    has_memory = any(r.get("peak_memory_bytes") for r in records)
+    has_backend = any(r.get("backend") for r in records)
+    headers = ["stage", "kind", "from", run.records[stage]["metric"], "share of teacher", "params", "size"]
+    headers += [f"latency b={bs} (ms)" for bs, _ in latencies]
+    headers += ["peak memory"] * has_memory + ["backend"] * has_backend
+    rows = []
+    for name, r in zip(names, records):
+        parent = parent_stage(run, name)
+        row = [
+            f"**{name}** (this model)" if name == stage else name,
+            run.kind(name),
+            f"`{parent}`" if parent else "base model",
+            metric_cell(r),
+            share(r.get("metric_value"), teacher and teacher.get("metric_value")),
+            f"{r['params'] / 1e6:.2f}M" if r.get("params") else "-",
+            f"{r['size_bytes'] / 2**20:.1f} MiB" if r.get("size_bytes") else "-",
+        ]
+        row += [f"{r[k]:.2f}" if isinstance(r.get(k), (int, float)) else "-" for _, k in latencies]
+        if has_memory:
+            row.append(f"{r['peak_memory_bytes'] / 2**20:.0f} MiB" if r.get("peak_memory_bytes") else "-")
+        if has_backend:
+            row.append(f"{r.get('backend') or '-'} {r.get('precision') or ''}".strip())
+        rows.append(row)
+    return headers, rows
+
+
+def describe_stage(run: RunInfo, name: str, task_name: str) -> str:
+    cfg, r = run.stage_config(name), run.records.get(name, {})
+    kind = cfg.get("kind") or r.get("kind")
+    steps = r.get("train_steps") or 0
+    if kind == "teacher":
+        what = f"fine-tuned on {task_name} ({steps} optimizer steps)"
+        if cfg.get("skip_training"):
+            what = "evaluated as is (no training)"
+    elif kind in STUDENT_KINDS:
+        layers = r.get("student_layers") or (cfg.get("student") or {}).get("layers")
+        student = f"a student made of teacher layers {layers}" if layers else "a student"
+        if kind == "distill":
+            loss = r.get("loss") or cfg.get("loss") or {}
+            weights = ", ".join(f"{k[len('alpha_'):]} {v:g}" for k, v in loss.items() if k.startswith("alpha_") and v)
+            what = (f"{student} trained by knowledge distillation ({steps} steps; "
+                    f"temperature {loss.get('temperature', '-')}; loss weights: {weights})")
+        else:
+            what = (f"{student} trained on the hard labels only ({steps} steps, no distillation): "
+                    "the control for what distillation bought")
+    elif r.get("backend"):  # a quantization stage: onnx / bnb / cast
+        details = r.get("quantization") if isinstance(r.get("quantization"), dict) else {}
+        how = ", ".join(k.replace("_", " ") + ("" if v is True else f" {v}")
+                        for k, v in details.items() if v not in (None, False, "none"))
+        what = f"converted to {r['backend']} {r.get('precision') or ''}".rstrip() + (f" ({how})" if how else "")
+        if r.get("metric_drop") is not None:
+            what += f"; {r.get('metric')} change vs its input {0.0 - 100 * r['metric_drop']:+.2f}"
+    else:
+        what = f"{kind}" + (f", then {steps} recovery training steps" if steps else "")
+    for done, total, unit in (("heads_pruned", "heads_total", "attention heads"),
+                              ("ffn_pruned", "ffn_total", "FFN neurons")):
+        if r.get(total):
+            what += f"; {r.get(done, 0)} of {r[total]} {unit} removed"
+    if r.get("seeds"):
+        what += f"; {len(r['seeds'])} seeds (mean ± std), the saved model is seed {r.get('artifact_seed')}"
+    if r.get("metric_value") is not None:
+        what += f" → {r.get('metric')} {metric_cell(r)}"
+    if r.get("size_bytes"):
+        what += f", {r['size_bytes'] / 2**20:.1f} MiB"
+    return what + "."
+
+
+def example_input(task_name: str, n_texts: int) -> str:
+    if n_texts == 2:
+        return json.dumps(PAIR_EXAMPLES.get(task_name, PAIR_EXAMPLE), ensure_ascii=False)
+    return json.dumps(SINGLE_EXAMPLES.get(task_name, "Your text here."), ensure_ascii=False)
+
+
+def reproduce_command(run: RunInfo, repo_id: str, revision: str | None = None) -> str:
+    name = str(run.recipe.get("name") or run.report.get("recipe"))
+    overrides = ["output_dir=runs"]
+    if (run.recipe.get("data") or {}).get("dir"):
+        overrides.append("data.dir=null")  # a path on the machine that made the run
+    # Reproducing must not push to this repo again.
+    overrides += [f"stages.{s['name']}.dry_run=true" for s in run.recipe.get("stages", []) if s.get("kind") == "publish"]
+    branch = f" --revision {revision}" if revision else ""
+    download = f"hf download {repo_id} recipe.yaml{branch} --local-dir {name}"
+    return f"{download} && distill run {name}/recipe.yaml {' '.join(overrides)}"
+
+
+def result_notes(run: RunInfo, stage: str, chain: list[str], latencies: bool) -> list[str]:
+    data = run.recipe.get("data") or {}
+    notes = ["Metric ×100 on the validation split; share of teacher = stage metric / teacher metric."]
+    if data.get("eval_limit"):
+        notes.append(f"Evaluated on a random {data['eval_limit']}-example subset of the validation split "
+                     "(data.eval_limit), not all of it.")
+    if data.get("train_limit"):
+        notes.append(f"Trained on a random {data['train_limit']}-example subset of the training split (data.train_limit).")
+    if any(run.records.get(n, {}).get("checkpoint_selected_on") == "validation" for n in chain):
+        notes.append("Checkpoints were selected on the validation split itself (no data.holdout_size), "
+                     "so these numbers are slightly optimistic.")
+    record = run.records[stage]
+    if record.get("seeds"):
+        metrics, seed = artifact_metrics(record)
+        notes.append(f"This stage ran {len(record['seeds'])} seeds; the row shows mean ± std, the published model "
+                     f"(seed {seed}) scores {fmt_metric(metrics.get(record['metric']))}.")
+    if latencies:
+        hardware = sorted({
+            str(r.get("hardware") or r.get("machine") or run.report.get("machine") or "unknown hardware")
+            for r in run.records.values() if latency_keys([r])
+        })
+        bench = run.report.get("benchmark") or {}
+        how = "; ".join(str(bench[k]) for k in ("timing", "inputs") if bench.get(k))
+        threads = f"{bench['threads']} threads, " if bench.get("threads") else ""
+        notes.append(f"Latency: ms per call at batch size b{' (' + how + ')' if how else ''}; "
+                     f"{threads}measured on: {'; '.join(hardware)}.")
+    return notes
+
+
+def usage(folder: Path, task_name: str, n_texts: int) -> dict[str, Any]:
+    """Template variables of the usage snippets: which loaders apply to what the folder holds."""
+    onnx = onnx_files(folder)
+    config_path = folder / "config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
+    return {
+        "has_torch": (has_torch_weights(folder) or is_adapter(folder)) and not needs_distill_loader(folder),
+        "needs_distill_loader": needs_distill_loader(folder),
+        "extra_packages": ["bitsandbytes"] * ("quantization_config" in config) + ["peft"] * is_adapter(folder),
+        "onnx_file": Path(onnx[0]).name if onnx else None,
+        "onnx_subfolder": str(Path(onnx[0]).parent) if onnx and "/" in onnx[0] else None,
+        "other_onnx": onnx[1:],
+        "example_input": example_input(task_name, n_texts),
+    }
+
+
+def summary_and_facts(run: RunInfo, stage: str, chain: list[str], base: str | None) -> tuple[str, list[tuple[str, str]]]:
+    record = run.records[stage]
+    teacher = teacher_record(run, chain)
+    task_name = str(run.recipe.get("task") or run.report.get("task"))
+    task = TASKS.get(task_name)
+    model = run.recipe.get("model") or {}
+    base_text = f"[{base}](https://huggingface.co/{base})" if base else f"`{model.get('model')}` (a local model)"
+    metrics, _ = artifact_metrics(record)
+    value = metrics.get(record["metric"], record["metric_value"])
+    teacher_value = teacher.get("metric_value") if teacher else None
+    summary = f"A text classifier for {task_title(task_name)}, made from {base_text} with `distill`: "
+    summary += " → ".join(run.kind(n) for n in chain) + "."
+    if teacher and teacher is not record and teacher.get("size_bytes") and record.get("size_bytes"):
+        summary += (
+            f" It keeps {share(value, teacher_value)} of the teacher's {record['metric']} with "
+            f"{share(record['params'], teacher['params'])} of its parameters "
+            f"and {share(record['size_bytes'], teacher['size_bytes'])} of its bytes"
+        )
+        speedups = [f"{teacher[k] / record[k]:.1f}× (batch size {b})" for b, k in latency_keys([record])
+                    if teacher.get(k) and record.get(k)]
+        summary += f", and runs at {', '.join(speedups)} the teacher's speed (measured side by side)." if speedups else "."
+    labels = (", ".join(task.label_names) if task.label_names else "regression") if task else ""
+    facts = [
+        ("Task", f"GLUE `{task_name}` ({labels})" if task else f"custom task `{task_name}`"),
+        ("Base model", base_text + (f" at revision `{model['revision']}`" if model.get("revision") else "")),
+        ("Lineage", " → ".join([f"`{base or 'base model'}`"] + [f"`{n}` ({run.kind(n)})" for n in chain])),
+        ("This model", f"{record['metric']} {fmt_metric(value)} ({share(value, teacher_value)} of the teacher), "
+         f"{record.get('params', 0) / 1e6:.2f}M parameters, {record.get('size_bytes', 0) / 2**20:.1f} MiB of weights"),
+    ]
+    return summary, facts
+
+
+def render_card(run: RunInfo, stage: str, repo_id: str, *, license: str = "apache-2.0", revision: str | None = None,
+                template_path: str | Path | None = None) -> ModelCard:
+    """The README.md of a repo holding `stage`'s artifact (on branch `revision`, default main).
+    `run.records[stage]` must carry its evaluation (see run_info.require_evaluation)."""
+    template = Path(template_path or TEMPLATE_PATH)
+    if not template.is_file():
+        raise DistillError(f"model card template {template} not found")
+    chain = lineage(run, stage)
+    base = base_model_id(run.recipe)
+    task_name = str(run.recipe.get("task") or run.report.get("task"))
+    task = TASKS.get(task_name)
+    n_texts = len(task.text_fields) if task else len((run.recipe.get("data") or {}).get("text_fields") or [1])
+    summary, facts = summary_and_facts(run, stage, chain, base)
+    headers, rows = results_table(run, stage, teacher_record(run, chain))
+    steps = [
+        {"name": n, "kind": run.kind(n), "text": describe_stage(run, n, task_name),
+         "parent": f"`{parent_stage(run, n) or base or 'the base model'}`"}
+        for n in chain
+    ]
+    return ModelCard.from_template(
+        card_data(run, stage, repo_id, license),
+        template_path=str(template),
+        model_title=repo_id.split("/")[-1],
+        summary=summary,
+        facts=facts,
+        results_intro=f"Every stage of the run, evaluated on the validation split of {task_title(task_name)}; "
+        f"this repository holds **{stage}**.",
+        headers=headers,
+        rows=rows,
+        result_notes=result_notes(run, stage, chain, latencies=bool(latency_keys(list(run.records.values())))),
+        steps=steps,
+        repo_id=repo_id,
+        revision=revision,
+        reproduce_command=reproduce_command(run, repo_id, revision),
+        original_command=run.report.get("command", "?"),
+        run_date=run.report.get("date"),
+        recipe_name=run.recipe.get("name") or run.report.get("recipe"),
+        stage_name=stage,
+        recipe_hash=run.report.get("recipe_hash", "?"),
+        recipe_fence="````" if "```" in run.recipe_text else "```",
+        recipe_text=run.recipe_text.rstrip("\n"),
+        **usage(run.folder(stage), task_name, n_texts),
+    )

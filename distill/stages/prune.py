@@ -1,0 +1,192 @@
+"""Stage `prune`: physically remove attention heads and FFN neurons from the input stage's model.
+
+Each of `iterations` steps scores what is left on training data (Michel et al. head gates,
+Taylor or magnitude scores for neurons), removes the lowest-scoring heads/neurons up to the
+step's cumulative share (step k of n reaches k/n of the target), then optionally trains to
+recover (distilling from the stage's teacher, or on hard labels). The artifact carries its
+pruning map in config.json; see distill.pruning for what reloads natively.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from torch.utils.data import DataLoader
+from transformers import set_seed
+
+from distill.errors import DistillError
+from distill.pipeline import RunContext, commit_stage_dir, fresh_partial_dir
+from distill.pruning import (
+    ffn_importance,
+    head_importance,
+    heads_from_lists,
+    load_pruned,
+    loads_natively,
+    prune_ffn,
+    prune_heads,
+    pruning_counts,
+    select_heads,
+    select_neurons,
+)
+from distill.pruning.structure import PRUNING_KEY, sync_pruning_config, transformer_blocks
+from distill.recipe import PruneStage, TeacherStage
+from distill.stages.common import hard_label_step, save_artifact, stage_record, write_stage_files
+from distill.stages.distill import distillation_loss, distillation_step
+from distill.train import TrainOutcome, train_model
+
+
+def _input_name(ctx: RunContext, stage: PruneStage) -> str:
+    index = ctx.recipe.stages.index(stage)
+    if stage.input is not None:
+        return stage.input
+    if index == 0:
+        raise DistillError(f"stages[0] ({stage.name}): a prune stage needs an earlier stage to start from")
+    return ctx.recipe.stages[index - 1].name
+
+
+def recovery_teacher_name(ctx: RunContext, stage: PruneStage) -> str:
+    """The stage named by `teacher`, else the last teacher stage before this one, else the input."""
+    if stage.teacher is not None:
+        return stage.teacher
+    earlier = ctx.recipe.stages[: ctx.recipe.stages.index(stage)]
+    teachers = [s.name for s in earlier if isinstance(s, TeacherStage)]
+    return teachers[-1] if teachers else _input_name(ctx, stage)
+
+
+def importance_loader(ctx: RunContext, stage: PruneStage) -> DataLoader:
+    cfg = stage.importance
+    data = ctx.data.train.shuffle(seed=ctx.recipe.seed)
+    if cfg.batches is not None:
+        data = data.select(range(min(len(data), cfg.batches * cfg.batch_size)))
+    return DataLoader(data, batch_size=cfg.batch_size, collate_fn=ctx.data.collator)
+
+
+def _prune_step(ctx: RunContext, stage: PruneStage, field: str, model, loader, fraction: float) -> None:
+    """One step: score what is left, then remove up to `fraction` of the stage's target shares."""
+    step = hard_label_step(ctx.task.is_regression)
+
+    def loss_fn(m, batch):
+        return step(m, batch)[0]
+
+    if stage.heads is not None:
+        heads = stage.heads
+        if heads.per_layer is not None:
+            plan = _explicit_heads(stage, field, model)
+        elif heads.share == 0:
+            plan = {}
+        else:
+            scores = head_importance(model, loader, loss_fn=loss_fn, normalize=heads.normalize)
+            plan = select_heads(scores, heads.share * fraction, scope=heads.scope, min_per_layer=heads.min_per_layer)
+        prune_heads(model, plan)
+    if stage.ffn is not None and stage.ffn.share > 0:
+        ffn = stage.ffn
+        scores = ffn_importance(model, loader, method=ffn.method, loss_fn=loss_fn)
+        original = (getattr(model.config, PRUNING_KEY, None) or {}).get("original_intermediate_size", model.config.intermediate_size)
+        prune_ffn(model, select_neurons(scores, ffn.share * fraction, original_size=original, scope=ffn.scope))
+
+
+def _explicit_heads(stage: PruneStage, field: str, model) -> dict[int, list[int]]:
+    config = model.config
+    return heads_from_lists(stage.heads.per_layer, config.num_hidden_layers, config.num_attention_heads, f"{field}.heads.per_layer")
+
+
+def _recover(ctx: RunContext, stage: PruneStage, field: str, model, teacher, log_path: Path, description: str):
+    recovery = stage.recovery
+    step, extra = hard_label_step(ctx.task.is_regression), []
+    if teacher is not None:
+        if recovery.loss.alpha_attention > 0:
+            raise DistillError(f"{field}.recovery.loss.alpha_attention: pruned heads have no teacher counterpart; set it to 0")
+        loss_fn = distillation_loss(recovery.loss, ctx.task, model, teacher)
+        step, extra = distillation_step(teacher, loss_fn), [loss_fn]
+    return train_model(
+        model,
+        ctx.data.train,
+        cfg=recovery.train,
+        accelerator=ctx.accelerator,
+        collator=ctx.data.collator,
+        step_loss=step,
+        evaluate=lambda m: ctx.evaluate(m, ctx.data.selection),
+        primary_metric=ctx.task.primary_metric,
+        seed=ctx.recipe.seed,
+        log_path=log_path,
+        description=description,
+        extra_modules=extra,
+    )
+
+
+def _training_summary(outcomes: list[TrainOutcome]) -> dict:
+    seconds = sum(o.train_seconds for o in outcomes)
+    return {
+        "train_seconds": seconds,
+        "samples_per_second": sum(o.samples_per_second * o.train_seconds for o in outcomes) / seconds if seconds else None,
+        "train_steps": sum(o.steps for o in outcomes),
+        "best_step": outcomes[-1].best_step if outcomes else None,
+    }
+
+
+def run_prune_stage(ctx: RunContext, stage: PruneStage, out_dir: Path, stage_hash: str) -> dict:
+    started = time.perf_counter()
+    field = f"stages[{ctx.recipe.stages.index(stage)}]"
+    set_seed(ctx.recipe.seed)
+    device = ctx.accelerator.device
+    source_name = _input_name(ctx, stage)
+    model = load_pruned(ctx.outputs[source_name]).to(device)
+    try:
+        transformer_blocks(model)
+    except DistillError as err:
+        raise DistillError(f"{field} ({stage.name}): {err}") from None
+    if stage.heads is not None and stage.heads.per_layer is not None:
+        _explicit_heads(stage, field, model)  # bad indices fail before any work
+    sync_pruning_config(model)  # the map is in the config even when nothing gets removed
+    teacher_name = None
+    teacher = None
+    if stage.recovery is not None and stage.recovery.distill:
+        teacher_name = recovery_teacher_name(ctx, stage)
+        teacher = load_pruned(ctx.outputs[teacher_name]).to(device).eval()
+    loader = importance_loader(ctx, stage)
+    partial = fresh_partial_dir(ctx, out_dir)
+
+    outcomes: list[TrainOutcome] = []
+    scoring_seconds = 0.0
+    for k in range(1, stage.iterations + 1):
+        scoring_started = time.perf_counter()
+        _prune_step(ctx, stage, field, model, loader, k / stage.iterations)
+        scoring_seconds += time.perf_counter() - scoring_started
+        counts = pruning_counts(model)
+        ctx.accelerator.print(
+            f"[{stage.name}] step {k}/{stage.iterations}: {counts['heads_pruned']}/{counts['heads_total']} heads, "
+            f"{counts['ffn_pruned']}/{counts['ffn_total']} FFN neurons removed"
+        )
+        if stage.recovery is not None:
+            model, outcome = _recover(ctx, stage, field, model, teacher, partial / "train_log.jsonl", f"{stage.name} recovery {k}/{stage.iterations}")
+            outcomes.append(outcome)
+
+    model.eval()
+    metrics = ctx.evaluate(model)
+    save_artifact(ctx, model, partial)
+    record = stage_record(ctx, stage, model, metrics, None, partial)
+    record.update(_training_summary(outcomes))
+    if stage.recovery is not None and stage.recovery.train.keep_best:
+        record["checkpoint_selected_on"] = "train holdout" if ctx.recipe.data.holdout_size else "validation"
+    record.update(pruning_counts(model))
+    spec = getattr(model.config, PRUNING_KEY)
+    record.update(
+        pruned_heads={str(layer): heads for layer, heads in sorted(model.config.pruned_heads.items())},
+        intermediate_sizes=spec["intermediate_sizes"],
+        loads_natively=loads_natively(model),
+        input=source_name,
+        teacher=teacher_name,
+        iterations=stage.iterations,
+        scoring_seconds=scoring_seconds,
+        stage_hash=stage_hash,
+        wall_seconds=time.perf_counter() - started,
+        seed=ctx.recipe.seed,
+    )
+    write_stage_files(ctx, partial, record)
+    commit_stage_dir(ctx, partial, out_dir)
+    ctx.accelerator.print(
+        f"[{stage.name}] {ctx.task.primary_metric} = {metrics[ctx.task.primary_metric]:.4f} "
+        f"({record['heads_pruned']}/{record['heads_total']} heads, {record['ffn_pruned']}/{record['ffn_total']} FFN neurons removed)"
+    )
+    return record

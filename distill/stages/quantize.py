@@ -1,0 +1,137 @@
+"""Stages `onnx`, `bnb` and `cast`: an ONNX Runtime int8, bitsandbytes or half-precision copy of
+an earlier stage's torch model, re-evaluated on the dev set with the same metric code as every
+other stage. `max_metric_drop` fails the run (after the evaluated artifact is written, so it can
+be inspected) when the metric falls further than that below the input artifact's own metric."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from distill.errors import DistillError
+from distill.models import count_parameters
+from distill.pipeline import RunContext, commit_stage_dir, fresh_partial_dir
+from distill.quantize.artifacts import describe_artifact, load_torch_classifier, require_torch_artifact
+from distill.recipe import BnbStage, CastStage, OnnxStage
+from distill.stages.common import save_artifact, stage_record, write_stage_files
+
+
+def run_onnx_stage(ctx: RunContext, stage: OnnxStage, out_dir: Path, stage_hash: str) -> dict:
+    from distill.quantize.ort import build_onnx_classifier, load_onnx_classifier
+
+    started = time.perf_counter()
+    source, input_record = _input(ctx, stage)
+    model = load_torch_classifier(source)
+    partial = fresh_partial_dir(ctx, out_dir)
+    details = None
+    if ctx.accelerator.is_main_process:
+        calibration = _calibration_examples(ctx, stage.calibration_examples) if stage.quantization == "static" else None
+        details = build_onnx_classifier(
+            model,
+            ctx.tokenizer,
+            partial,
+            optimization_level=stage.optimization_level,
+            quantization=stage.quantization,
+            per_channel=stage.per_channel,
+            isa=stage.isa,
+            calibration_dataset=calibration,
+            calibration_method=stage.calibration_method,
+        )
+    ctx.accelerator.wait_for_everyone()
+    ort_model = load_onnx_classifier(partial)
+    return _finish(ctx, stage, ort_model, partial, out_dir, stage_hash, started, input_record,
+                   torch_model=model, params=count_parameters(model), details=details)
+
+
+def run_bnb_stage(ctx: RunContext, stage: BnbStage, out_dir: Path, stage_hash: str) -> dict:
+    from distill.quantize.bnb import bnb_config, parameter_count, quantize_bnb
+
+    started = time.perf_counter()
+    source, input_record = _input(ctx, stage)
+    config = bnb_config(
+        stage.bits,
+        quant_type=stage.quant_type or "nf4",
+        double_quant=True if stage.double_quant is None else stage.double_quant,
+        compute_dtype=stage.compute_dtype or "fp32",
+        skip_modules=stage.skip_modules,
+    )
+    model = quantize_bnb(source, config, dtype=stage.dtype)
+    partial = fresh_partial_dir(ctx, out_dir)
+    save_artifact(ctx, model, partial)  # before any inference (see distill/quantize/bnb.py)
+    details = {"bits": stage.bits, "dtype": stage.dtype, "skip_modules": stage.skip_modules}
+    if stage.bits == 4:
+        details.update(quant_type=config.bnb_4bit_quant_type, double_quant=config.bnb_4bit_use_double_quant,
+                       compute_dtype=stage.compute_dtype or "fp32")
+    return _finish(ctx, stage, model, partial, out_dir, stage_hash, started, input_record,
+                   torch_model=model, params=parameter_count(model), details=details)
+
+
+def run_cast_stage(ctx: RunContext, stage: CastStage, out_dir: Path, stage_hash: str) -> dict:
+    from distill.quantize.cast import cast_classifier
+
+    started = time.perf_counter()
+    source, input_record = _input(ctx, stage)
+    model = cast_classifier(load_torch_classifier(source), stage.dtype)
+    partial = fresh_partial_dir(ctx, out_dir)
+    save_artifact(ctx, model, partial)
+    return _finish(ctx, stage, model, partial, out_dir, stage_hash, started, input_record,
+                   torch_model=model, params=count_parameters(model), details={"dtype": stage.dtype})
+
+
+def _field(ctx: RunContext, stage, name: str) -> str:
+    return f"stages[{ctx.recipe.stages.index(stage)}].{name}"
+
+
+def _input(ctx: RunContext, stage) -> tuple[Path, dict]:
+    """The input stage's folder (a torch model) and its report record."""
+    source = ctx.input_dir(stage)
+    require_torch_artifact(source, _field(ctx, stage, "input"))
+    metrics_file = source / "metrics.json"
+    record = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+    return source, record
+
+
+def _calibration_examples(ctx: RunContext, count: int):
+    """Tokenized training examples (never the dev set the artifact is scored on)."""
+    train = ctx.data.train.shuffle(seed=ctx.recipe.seed, keep_in_memory=True)
+    return train.select(range(min(count, len(train))), keep_in_memory=True).remove_columns(["labels"])
+
+
+def _finish(ctx, stage, model, partial: Path, out_dir: Path, stage_hash: str, started: float, input_record: dict,
+            *, torch_model, params: int, details: dict | None) -> dict:
+    """Evaluate `model` (any backend), record it, check the metric drop, commit the folder.
+    `params`: the parameter count before packing (`torch_model` is the module it describes)."""
+    primary = ctx.task.primary_metric
+    metrics = ctx.evaluate(model)
+    record = stage_record(ctx, stage, torch_model, metrics, None, partial)
+    kind = describe_artifact(partial)
+    input_name = input_record.get("stage", ctx.input_dir(stage).name)
+    # A multi-seed input's record holds the mean; its artifact (first seed) has its own metrics.
+    input_value = (input_record.get("metrics") or {}).get(primary, input_record.get("metric_value"))
+    record.update(
+        params=params,
+        backend=kind.backend,
+        precision=kind.precision,
+        quantization=details,
+        input=input_name,
+        input_metric_value=input_value,
+        metric_drop=None if input_value is None else input_value - metrics[primary],
+        wall_seconds=time.perf_counter() - started,
+        seed=ctx.recipe.seed,
+    )
+    failure = None
+    if stage.max_metric_drop is not None and record["metric_drop"] is not None and record["metric_drop"] > stage.max_metric_drop:
+        failure = (f"{_field(ctx, stage, 'max_metric_drop')} ({stage.name}): {primary} fell from {input_value:.4f} "
+                   f"('{input_name}') to {metrics[primary]:.4f}, a drop of {record['metric_drop']:.4f} > "
+                   f"{stage.max_metric_drop}; the evaluated artifact is kept in {out_dir} for inspection")
+        record["failed_check"] = failure  # and no stage_hash: a rerun recomputes (and re-checks) the stage
+    else:
+        record["stage_hash"] = stage_hash
+    write_stage_files(ctx, partial, record)
+    commit_stage_dir(ctx, partial, out_dir)
+    ctx.accelerator.print(f"[{stage.name}] {kind.label}: {primary} = {metrics[primary]:.4f}"
+                          + (f" (input {input_value:.4f})" if input_value is not None else ""))
+    if failure:
+        raise DistillError(failure)
+    return record

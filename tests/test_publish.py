@@ -1,0 +1,344 @@
+"""Publishing: model cards from a run's report and recipe, `distill push` and the `publish` stage,
+against a loopback Hub endpoint (tests/loopback_hub.py) started by the tests."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+import yaml
+from huggingface_hub import ModelCard, snapshot_download
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertConfig, BertForSequenceClassification, BertTokenizerFast, pipeline
+
+from distill.cli import main
+from distill.errors import DistillError
+from distill.models import copy_layers_student, count_parameters, label_config, save_model, weights_size_bytes
+from distill.publish import load_run, push_run, render_card
+from distill.recipe import dump_recipe, validate_recipe
+from distill.report import markdown_table, write_report
+from distill.tasks import get_task
+from loopback_hub import LoopbackHub
+
+TOKEN = "hf_distillTestToken7Q2xKp9Vw4ZrL8mN"  # distinctive, so a leak anywhere is found by search
+REPO = "distill-test/tiny-student"
+WORDS = ["a", "the", "film", "plot", "is", "was", "gripping", "dull", "great", "boring", "not", "very", "acting", "and"]
+SENTENCES = ["a gripping film", "the plot is dull", "not very great acting", "the film was boring and dull"]
+UPLOADED = ["README.md", "config.json", "metrics.json", "model.safetensors", "recipe.yaml", "special_tokens_map.json",
+            "tokenizer.json", "tokenizer_config.json", "vocab.txt"]
+
+
+def _record(stage: str, kind: str, model, folder: Path, metric_value: float, steps: int) -> dict:
+    """A report record shaped like distill.stages.common.stage_record's."""
+    return {"stage": stage, "kind": kind, "metric": "accuracy", "metric_value": metric_value,
+            "metrics": {"accuracy": metric_value}, "params": count_parameters(model),
+            "size_bytes": weights_size_bytes(folder), "train_seconds": 1.0, "samples_per_second": 100.0,
+            "train_steps": steps, "best_step": steps, "checkpoint_selected_on": "validation", "seed": 42}
+
+
+@pytest.fixture
+def run_dir(tmp_path) -> Path:
+    """A finished run laid out as `distill run` writes it: recipe.yaml, report.json, and a folder
+    with an evaluated artifact per stage (a tiny random BERT teacher and its 1-layer student,
+    with a WordPiece tokenizer built offline). Metric values are fixture inputs, not results."""
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n")
+    tokenizer = BertTokenizerFast(vocab_file=str(vocab))
+    torch.manual_seed(0)
+    config = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
+                        vocab_size=len(tokenizer), **label_config(get_task("sst2")))
+    teacher = BertForSequenceClassification(config).eval()
+    student = copy_layers_student(teacher, [0]).eval()
+    recipe = validate_recipe({"name": "tiny", "task": "sst2", "output_dir": str(tmp_path / "runs"), "stages": [
+        {"kind": "teacher", "train": {"max_steps": 4}},
+        {"kind": "distill", "name": "student", "student": {"layers": [0]}, "train": {"max_steps": 4}}]})
+    run = tmp_path / "runs" / "tiny"
+    records = []
+    for stage, kind, model, value in (("teacher", "teacher", teacher, 0.75), ("student", "distill", student, 0.7)):
+        folder = run / stage
+        save_model(model, tokenizer, folder)
+        record = _record(stage, kind, model, folder, value, steps=4)
+        (folder / "metrics.json").write_text(json.dumps(record))
+        (folder / "train_log.jsonl").write_text('{"step": 4, "loss": 0.5}\n')
+        records.append(record)
+    dump_recipe(recipe, run / "recipe.yaml")
+    write_report(run, recipe, get_task("sst2"), records, "distill run recipes/tiny.yaml")
+    return run
+
+
+@pytest.fixture
+def hub(monkeypatch, tmp_path):
+    """The loopback Hub, online mode, HF_ENDPOINT and a fake HF_TOKEN pointing at it."""
+    import huggingface_hub.constants as constants
+    import huggingface_hub.file_download as file_download
+    from huggingface_hub.utils import reset_sessions
+
+    server = LoopbackHub(TOKEN).start()
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    # huggingface_hub reads HF_HUB_OFFLINE and HF_ENDPOINT once, at import: patch what they set.
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", server.url)
+    monkeypatch.setattr(file_download, "HUGGINGFACE_CO_URL_TEMPLATE", server.url + "/{repo_id}/resolve/{revision}/{filename}")
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no_login_cache"))
+    monkeypatch.setenv("HF_ENDPOINT", server.url)
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    reset_sessions()  # sessions made in offline mode refuse every request
+    yield server
+    server.stop()
+    reset_sessions()
+
+
+def _download(hub: LoopbackHub, tmp_path: Path, revision: str | None = None) -> Path:
+    return Path(snapshot_download(REPO, revision=revision, endpoint=hub.url, cache_dir=tmp_path / "download_cache"))
+
+
+def test_pushed_artifact_downloads_back_and_predicts_the_same(run_dir, hub, tmp_path):
+    result = push_run(run_dir, REPO)
+    downloaded = _download(hub, tmp_path)
+
+    assert result.stage == "student" and result.commit_url.startswith(hub.url)
+    assert sorted(p.name for p in downloaded.iterdir()) == UPLOADED
+    assert hub.lfs_blobs, "the safetensors weights should travel through the LFS upload path"
+    local = pipeline("text-classification", model=str(run_dir / "student"))
+    remote = pipeline("text-classification", model=str(downloaded))
+    assert remote(SENTENCES) == local(SENTENCES)
+    inputs = AutoTokenizer.from_pretrained(downloaded)(SENTENCES, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        remote_logits = AutoModelForSequenceClassification.from_pretrained(downloaded)(**inputs).logits
+        local_logits = AutoModelForSequenceClassification.from_pretrained(run_dir / "student")(**inputs).logits
+    assert torch.equal(remote_logits, local_logits)
+
+
+def test_token_is_used_but_never_written_or_printed(run_dir, hub, capfd, caplog):
+    hub_logger = logging.getLogger("huggingface_hub")
+    hub_logger.addHandler(caplog.handler)
+    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="huggingface_hub")
+    try:
+        assert main(["push", str(run_dir), "--repo-id", REPO]) == 0
+    finally:
+        hub_logger.removeHandler(caplog.handler)
+    out, err = capfd.readouterr()
+
+    assert any(r.headers.get("authorization") == f"Bearer {TOKEN}" for r in hub.requests)
+    assert TOKEN not in out + err + caplog.text
+    for data in [*hub.files(REPO).values(), *hub.lfs_blobs.values()]:
+        assert TOKEN.encode() not in data
+    for path in run_dir.rglob("*"):
+        assert not path.is_file() or TOKEN.encode() not in path.read_bytes()
+
+
+def test_rejected_push_fails_with_exit_2_and_no_token_in_the_message(run_dir, hub, monkeypatch, capfd):
+    monkeypatch.setenv("HF_TOKEN", TOKEN + "Wrong")
+
+    assert main(["push", str(run_dir), "--repo-id", REPO]) == 2
+    out, err = capfd.readouterr()
+    assert err.startswith("distill: error: push to distill-test/tiny-student") and len(err.strip().splitlines()) == 1
+    assert TOKEN not in out + err
+
+
+def test_card_metadata_parses_back_with_the_model_index(run_dir, hub, tmp_path):
+    push_run(run_dir, REPO)
+    card = ModelCard.load(_download(hub, tmp_path) / "README.md")
+
+    data = card.data
+    assert data.base_model == "sentence-transformers/all-MiniLM-L6-v2"
+    assert data.base_model_relation == "finetune"
+    assert (data.library_name, data.pipeline_tag, data.license) == ("transformers", "text-classification", "apache-2.0")
+    assert data.datasets == ["nyu-mll/glue"]
+    assert {"distillation", "knowledge-distillation"} <= set(data.tags)
+    [result] = data.eval_results
+    assert (result.task_type, result.dataset_type, result.dataset_config, result.dataset_split) == (
+        "text-classification", "nyu-mll/glue", "sst2", "validation")
+    assert (result.metric_type, result.metric_value) == ("accuracy", 0.7)
+    assert data.model_name == "tiny-student"
+
+
+def test_card_body_has_lineage_results_recipe_and_reproduce_command(run_dir):
+    run = load_run(run_dir)
+    run.records["student"] = json.loads((run_dir / "student" / "metrics.json").read_text())
+    text = str(render_card(run, "student", REPO))
+
+    assert "`sentence-transformers/all-MiniLM-L6-v2` → `teacher` (teacher) → `student` (distill)" in text
+    assert "| **student** (this model) | distill | `teacher` | 70.00 | 93.3 % |" in text
+    assert (run_dir / "recipe.yaml").read_text().rstrip("\n") in text
+    assert f"hf download {REPO} recipe.yaml --local-dir tiny && distill run tiny/recipe.yaml output_dir=runs" in text
+    assert f'pipeline("text-classification", model="{REPO}")' in text
+    assert "ORTModelForSequenceClassification" not in text  # no ONNX file in this artifact
+
+
+def test_dry_run_writes_the_upload_folder_and_sends_no_request(run_dir, hub, tmp_path, capsys):
+    dest = tmp_path / "would_upload"
+
+    assert main(["push", str(run_dir), "--repo-id", REPO, "--dry-run", str(dest)]) == 0
+    assert hub.requests == []
+    assert sorted(p.name for p in dest.iterdir()) == UPLOADED
+    assert (dest / "recipe.yaml").read_text() == (run_dir / "recipe.yaml").read_text()
+    assert ModelCard.load(dest / "README.md").data.eval_results[0].metric_value == 0.7
+    assert "nothing uploaded" in capsys.readouterr().out
+
+
+def test_training_logs_are_uploaded_only_when_asked(run_dir, tmp_path):
+    without = push_run(run_dir, REPO, dry_run_dir=tmp_path / "default")
+    with_logs = push_run(run_dir, REPO, dry_run_dir=tmp_path / "logs", include_logs=True)
+
+    assert "train_log.jsonl" not in without.files
+    assert "train_log.jsonl" in with_logs.files
+
+
+@pytest.mark.parametrize("damage", ["no metrics.json", "no metric_value"])
+def test_push_refuses_an_artifact_without_evaluation(run_dir, tmp_path, capsys, damage):
+    metrics = run_dir / "student" / "metrics.json"
+    if damage == "no metrics.json":
+        metrics.unlink()
+    else:
+        metrics.write_text(json.dumps({**json.loads(metrics.read_text()), "metric_value": None}))
+
+    assert main(["push", str(run_dir), "--repo-id", REPO, "--stage", "student", "--dry-run", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "stage 'student'" in err and "metrics.json" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_revision_pushes_to_a_new_branch(run_dir, hub, tmp_path):
+    push_run(run_dir, REPO, revision="dev")
+
+    assert "model.safetensors" in hub.files(REPO, "dev")
+    assert "model.safetensors" not in hub.files(REPO, "main")
+    assert (_download(hub, tmp_path, revision="dev") / "model.safetensors").is_file()
+    assert 'model="distill-test/tiny-student", revision="dev")' in hub.files(REPO, "dev")["README.md"].decode()
+
+
+def test_stage_option_picks_the_artifact(run_dir, tmp_path):
+    result = push_run(run_dir, REPO, stage="teacher", dry_run_dir=tmp_path / "out")
+    card = ModelCard.load(tmp_path / "out" / "README.md")
+
+    assert result.stage == "teacher"
+    assert card.data.eval_results[0].metric_value == 0.75
+    assert "distillation" not in card.data.tags
+
+
+def test_push_refuses_in_offline_mode(run_dir):
+    with pytest.raises(DistillError, match="HF_HUB_OFFLINE"):
+        push_run(run_dir, REPO)
+
+
+def test_push_without_a_token_refuses(run_dir, hub, monkeypatch):
+    monkeypatch.delenv("HF_TOKEN")
+
+    with pytest.raises(DistillError, match="no Hugging Face token"):
+        push_run(run_dir, REPO)
+    assert hub.requests == []
+
+
+def test_multi_seed_stage_publishes_its_saved_seed_not_the_mean(run_dir, tmp_path):
+    metrics = run_dir / "student" / "metrics.json"
+    record = json.loads(metrics.read_text())
+    record.update(metric_value=0.7, metric_std=0.02, artifact_seed=1, seeds=[
+        {"seed": 1, "metric_value": 0.72, "metrics": {"accuracy": 0.72}, "train_seconds": 1.0},
+        {"seed": 2, "metric_value": 0.68, "metrics": {"accuracy": 0.68}, "train_seconds": 1.0}])
+    metrics.write_text(json.dumps(record))
+    push_run(run_dir, REPO, dry_run_dir=tmp_path / "out")
+    card = ModelCard.load(tmp_path / "out" / "README.md")
+
+    assert card.data.eval_results[0].metric_value == 0.72
+    assert "70.00 ± 2.00 (n=2)" in card.text and "seed 1" in card.text
+
+
+def _add_onnx_stage(run_dir: Path, teacher_trained: bool = True) -> None:
+    """A later int8 ONNX stage laid out as distill.stages.quantize leaves it (model.onnx,
+    ort_config.json naming the quantization, a record with backend, precision and latencies).
+    The card reads only file names, so model.onnx here is a placeholder, not a graph."""
+    int8 = run_dir / "int8"
+    int8.mkdir()
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
+        shutil.copy(run_dir / "student" / name, int8 / name)
+    (int8 / "model.onnx").write_bytes(b"placeholder")
+    (int8 / "ort_config.json").write_text(json.dumps({"quantization": {"is_static": False, "format": "QOperator"}}))
+    record = {**json.loads((run_dir / "student" / "metrics.json").read_text()), "stage": "int8", "kind": "onnx",
+              "metric_value": 0.69, "metrics": {"accuracy": 0.69}, "train_steps": 0, "size_bytes": 11,
+              "latency_ms_bs1": 1.25, "latency_ms_bs32": 20.5, "backend": "onnxruntime", "precision": "int8"}
+    (int8 / "metrics.json").write_text(json.dumps(record))
+    report = json.loads((run_dir / "report.json").read_text())
+    report["stages"].append(record)
+    report["benchmark"] = {"threads": 2, "timing": "median of 20 calls after 3 warm-up calls"}
+    report["stages"][0].update(latency_ms_bs1=5.0, latency_ms_bs32=41.0, backend="torch", precision="fp32")
+    recipe = yaml.safe_load((run_dir / "recipe.yaml").read_text())
+    recipe["stages"].append({"kind": "onnx", "name": "int8"})
+    if not teacher_trained:
+        for r in report["stages"]:
+            r["train_steps"] = 0
+        report["stages"] = [r for r in report["stages"] if r["stage"] != "student"]
+        recipe["stages"][-1]["input"] = "teacher"
+    (run_dir / "report.json").write_text(json.dumps(report))
+    (run_dir / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+
+
+def test_onnx_artifact_card_has_ort_usage_latency_and_hardware(run_dir, tmp_path):
+    _add_onnx_stage(run_dir)
+    result = push_run(run_dir, REPO, dry_run_dir=tmp_path / "out")
+    card = ModelCard.load(tmp_path / "out" / "README.md")
+
+    assert result.stage == "int8" and {"model.onnx", "ort_config.json"} <= set(result.files)
+    assert card.data.library_name == "onnx" and {"onnx", "quantization", "int8", "distillation"} <= set(card.data.tags)
+    assert 'from_pretrained("distill-test/tiny-student", file_name="model.onnx")' in card.text
+    assert 'pipeline("text-classification", model="distill-test/tiny-student")' not in card.text  # no torch weights
+    assert "latency b=1 (ms) | latency b=32 (ms) | backend |" in card.text
+    assert "| 1.25 | 20.50 | onnxruntime int8 |" in card.text
+    assert "runs at 4.0× (batch size 1), 2.0× (batch size 32) the teacher's speed" in card.text
+    report = json.loads((run_dir / "report.json").read_text())
+    assert f"2 threads, measured on: {report['machine']}" in card.text and "median of 20 calls" in card.text
+    assert "`teacher` (teacher) → `student` (distill) → `int8` (onnx)" in card.text
+
+
+def test_quantized_only_artifact_relates_to_its_base_as_quantized(run_dir, tmp_path):
+    _add_onnx_stage(run_dir, teacher_trained=False)
+    push_run(run_dir, REPO, stage="int8", dry_run_dir=tmp_path / "out")
+
+    assert ModelCard.load(tmp_path / "out" / "README.md").data.base_model_relation == "quantized"
+
+
+def test_pruned_model_that_needs_distills_loader_gets_that_snippet(run_dir, tmp_path):
+    structure = pytest.importorskip("distill.pruning.structure")
+    config_path = run_dir / "student" / "config.json"
+    config = json.loads(config_path.read_text())
+    config[structure.PRUNING_KEY] = {"heads_kept": [[]], "intermediate_sizes": [37]}  # its one layer lost every head
+    config_path.write_text(json.dumps(config))
+    push_run(run_dir, REPO, dry_run_dir=tmp_path / "out")
+    text = (tmp_path / "out" / "README.md").read_text()
+
+    assert "model=load_pruned(folder)" in text
+    assert 'pipeline("text-classification", model="distill-test/tiny-student")' not in text
+
+
+def test_publish_stage_validates_in_a_recipe():
+    base = {"name": "r", "task": "sst2", "stages": [{"kind": "teacher"}]}
+    recipe = validate_recipe({**base, "stages": [*base["stages"], {"kind": "publish", "repo_id": "org/model", "stage": "teacher"}]})
+
+    assert recipe.stages[1].name == "publish" and recipe.stages[1].license == "apache-2.0"
+    with pytest.raises(DistillError, match=r"stages\[1\]\.repo_id: must be ORG/NAME"):
+        validate_recipe({**base, "stages": [*base["stages"], {"kind": "publish", "repo_id": "no-org"}]})
+    with pytest.raises(DistillError, match=r"stages\[1\]\.stage: no earlier stage named 'student'"):
+        validate_recipe({**base, "stages": [*base["stages"], {"kind": "publish", "repo_id": "org/m", "stage": "student"}]})
+
+
+def test_publish_stage_dry_run_writes_its_upload_folder_and_a_report_record(run_dir):
+    from distill.stages.publish import run_publish_stage
+
+    raw = json.loads(json.dumps(load_run(run_dir).recipe))
+    raw["stages"].append({"kind": "publish", "repo_id": REPO, "dry_run": True})
+    recipe = validate_recipe(raw)
+    accelerator = SimpleNamespace(is_main_process=True, wait_for_everyone=lambda: None, print=lambda *a: None)
+    ctx = SimpleNamespace(recipe=recipe, run_dir=run_dir, accelerator=accelerator)
+    record = run_publish_stage(ctx, recipe.stages[-1], run_dir / "publish", "hash0")
+
+    assert record["published_stage"] == "student" and record["metric_value"] == 0.7 and record["commit_url"] is None
+    assert sorted(p.name for p in (run_dir / "publish" / "upload").iterdir()) == UPLOADED
+    assert json.loads((run_dir / "publish" / "metrics.json").read_text())["stage_hash"] == "hash0"
+    report = json.loads((run_dir / "report.json").read_text())
+    assert "| publish | publish |" in markdown_table({**report, "stages": [*report["stages"], record]})
