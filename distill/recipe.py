@@ -142,6 +142,16 @@ class DistillStage(Strict):
     loss: LossConfig = LossConfig()
     train: TrainConfig = TrainConfig()
     seeds: list[int] | None = None  # several seeds: the report gives mean and spread
+    # Run the teacher once over the training set and reuse its logits (logits-only losses).
+    cache_teacher_logits: bool = False
+
+    @model_validator(mode="after")
+    def _cache_needs_logits_only(self) -> "DistillStage":
+        if self.cache_teacher_logits and (self.loss.alpha_cos or self.loss.alpha_hidden or self.loss.alpha_attention):
+            raise ValueError(
+                "cache_teacher_logits: the cache holds logits only; set loss.alpha_cos, alpha_hidden and alpha_attention to 0"
+            )
+        return self
 
 
 class BaselineStage(Strict):

@@ -69,6 +69,7 @@ SCHEMA_CASES = [
     (["stages.student.seeds=notalist"], "stages[0].seeds: Input should be a valid list"),
     (["stages.baseline.loss={alpha_kd: 1}"], "stages[1].loss: unknown key"),
     (["stages.baseline.name=student"], "duplicate stage name 'student'"),
+    (["stages.student.cache_teacher_logits=true"], "cache_teacher_logits: the cache holds logits only"),
     (["task=mytask"], "a custom task needs data.train_file, data.validation_file and data.text_fields"),
 ]
 

@@ -17,10 +17,11 @@ from transformers import set_seed
 
 from distill.errors import DistillError
 from distill.losses import DistillationLoss, LossWeights
-from distill.models import build_student, load_classifier, load_model_source
+from distill.models import build_student, load_classifier, load_model_source, resolve_model_path
 from distill import checkpoints
 from distill.pipeline import RunContext, commit_stage_dir, resumable_partial_dir
 from distill.recipe import BaselineStage, DistillStage, LossConfig, TeacherStage
+from distill.teacher_cache import cached_distillation_step, teacher_logits, with_example_index
 from distill.stages.common import hard_label_step, model_inputs, save_artifact, stage_record, write_stage_files
 from distill.train import train_model
 
@@ -35,6 +36,11 @@ def teacher_stage_name(ctx: RunContext, stage: DistillStage | BaselineStage) -> 
     earlier = ctx.recipe.stages[: ctx.recipe.stages.index(stage)]
     teachers = [s.name for s in earlier if isinstance(s, TeacherStage)]
     return teachers[-1] if teachers else None
+
+
+def teacher_dir(ctx: RunContext, stage) -> Path:
+    name = teacher_stage_name(ctx, stage)
+    return Path(ctx.outputs[name]) if name is not None else Path(resolve_model_path(ctx.recipe.model.model))
 
 
 def load_teacher(ctx: RunContext, stage, attn_implementation: str | None = None):
@@ -84,6 +90,13 @@ def run_distill_stage(ctx: RunContext, stage: DistillStage | BaselineStage, out_
     else:
         init_model = load_model_source(ctx.recipe.model, ctx.task, attn_implementation=attn)
 
+    train_data, logits_table, cache_info = ctx.data.train, None, {}
+    if is_kd and stage.cache_teacher_logits:
+        cache_dir = Path(ctx.recipe.output_dir) / ".teacher_cache"
+        logits_table, cache_info = teacher_logits(teacher, teacher_dir(ctx, stage), ctx.data.train, ctx.data.collator,
+                                                  stage.train.eval_batch_size, ctx.accelerator, cache_dir)
+        train_data = with_example_index(ctx.data.train)
+
     seeds = stage.seeds or [ctx.recipe.seed]
     partial = resumable_partial_dir(ctx, out_dir, stage_hash)
     runs = []
@@ -102,10 +115,11 @@ def run_distill_stage(ctx: RunContext, stage: DistillStage | BaselineStage, out_
             loss_fn = distillation_loss(stage.loss, ctx.task, student, teacher)
             if loss_fn.needs_attentions and student.config.num_attention_heads != teacher.config.num_attention_heads:
                 raise DistillError(f"stages.{stage.name}.loss.alpha_attention: student and teacher head counts differ")
-            step, extra = distillation_step(teacher, loss_fn), [loss_fn]
+            step = distillation_step(teacher, loss_fn) if logits_table is None else cached_distillation_step(logits_table, loss_fn)
+            extra = [loss_fn]
         student, outcome = train_model(
             student,
-            ctx.data.train,
+            train_data,
             cfg=stage.train,
             accelerator=ctx.accelerator,
             collator=ctx.data.collator,
@@ -138,6 +152,7 @@ def run_distill_stage(ctx: RunContext, stage: DistillStage | BaselineStage, out_
     )
     if is_kd:
         record["loss"] = stage.loss.model_dump()
+        record.update({f"teacher_{k}": v for k, v in cache_info.items()})
     write_stage_files(ctx, partial, record)
     commit_stage_dir(ctx, partial, out_dir)
     return record
