@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import datasets
-from accelerate import Accelerator
+from accelerate import Accelerator, DataLoaderConfiguration
 from transformers import DataCollatorWithPadding
 
 from distill.data import load_task_splits, resolve_data_dir, take_subset, tokenize_splits
@@ -122,7 +122,12 @@ class Pipeline:
 
         recipe = self.recipe
         task = task_of(recipe)
-        accelerator = Accelerator(mixed_precision=resolve_mixed_precision(recipe.mixed_precision), cpu=_no_gpu())
+        accelerator = Accelerator(
+            mixed_precision=resolve_mixed_precision(recipe.mixed_precision),
+            cpu=_no_gpu(),
+            # Each loader batch is split across processes: the same global batches as one process.
+            dataloader_config=DataLoaderConfiguration(split_batches=True),
+        )
         tokenizer = load_tokenizer(recipe.model.model, trust_remote_code=recipe.model.trust_remote_code, revision=recipe.model.revision)
         data = prepare_data(recipe, task, tokenizer, self.data_dir)
         ctx = RunContext(recipe, self.run_dir, task, tokenizer, data, accelerator, self.command)

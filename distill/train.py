@@ -44,16 +44,17 @@ class TrainOutcome:
     history: list[dict] = field(default_factory=list)
 
 
-def micro_batch_size(cfg: TrainConfig, accelerator: Accelerator) -> int:
-    """`batch_size` is the global batch of one optimizer step, whatever the launch: it is split
-    over processes and accumulation steps, so 1 process and N processes train the same way."""
-    parts = accelerator.num_processes * cfg.grad_accum_steps
-    if cfg.batch_size % parts:
+def loader_batch_size(cfg: TrainConfig, accelerator: Accelerator) -> int:
+    """`batch_size` is the global batch of one optimizer step, whatever the launch. The loader
+    yields batch_size / grad_accum_steps examples per micro-step and Accelerate (split_batches)
+    hands each process its slice, so 1 and N processes see the same examples in each step."""
+    per_micro_step, rest = divmod(cfg.batch_size, cfg.grad_accum_steps)
+    if rest or per_micro_step % accelerator.num_processes:
         raise DistillError(
             f"train.batch_size: {cfg.batch_size} does not split evenly over "
             f"{accelerator.num_processes} process(es) x {cfg.grad_accum_steps} accumulation step(s)"
         )
-    return cfg.batch_size // parts
+    return per_micro_step
 
 
 def resolve_mixed_precision(setting: str) -> str:
@@ -122,13 +123,15 @@ def train_model(
     With `checkpoint_dir`, the full training state is saved every `cfg.checkpoint_every` steps and
     a call that finds a checkpoint there continues from it: same data order (each epoch's order
     depends only on seed and epoch), same RNG, optimizer and schedule, hence the same result."""
-    micro = micro_batch_size(cfg, accelerator)
+    micro = loader_batch_size(cfg, accelerator)
     # One training at a time per Accelerator: forget objects a previous (maybe interrupted) one
     # prepared, so checkpoints hold exactly this run's model and optimizer.
     accelerator.free_memory()
     accelerator.gradient_accumulation_steps = cfg.grad_accum_steps
     generator = torch.Generator()
     loader = _train_loader(train_dataset, cfg, micro, collator, generator)
+    # Only modules that train (e.g. the loss's projections) are prepared: DDP rejects parameterless ones.
+    extra_modules = [m for m in extra_modules if any(p.requires_grad for p in m.parameters())]
     named = list(model.named_parameters())
     for i, module in enumerate(extra_modules):
         named += [(f"extra{i}.{n}", p) for n, p in module.named_parameters()]
@@ -173,7 +176,7 @@ def train_model(
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
             progress.batch_in_epoch += 1
-            progress.examples += batch["input_ids"].shape[0] * accelerator.num_processes
+            progress.examples += batch["input_ids"].shape[0] * accelerator.num_processes  # this process's slice
             for key, value in {"loss": loss.item(), **terms}.items():
                 running[key] = running.get(key, 0.0) + value
             running["_n"] = running.get("_n", 0) + 1
