@@ -102,11 +102,13 @@ _OPERATIONAL_TRAIN_KEYS = ("log_every", "checkpoint_every", "eval_batch_size")
 def stage_fingerprint(recipe: Recipe, index: int, upstream: dict[str, str]) -> str:
     """What a stage's result depends on: the task, data, start model and run-wide settings, its
     own config and the stages before it. A finished stage with the same fingerprint is reused."""
+    # Unset (None) fields are left out, so adding an optional setting to the schema does not
+    # invalidate finished stages.
     shared = {key: getattr(recipe, key) for key in ("task", "seed", "mixed_precision", "data", "model")}
-    stage = recipe.stages[index].model_dump(mode="json")
+    stage = recipe.stages[index].model_dump(mode="json", exclude_none=True)
     if isinstance(stage.get("train"), dict):
         stage["train"] = {k: v for k, v in stage["train"].items() if k not in _OPERATIONAL_TRAIN_KEYS}
-    shared = {k: v.model_dump(mode="json") if hasattr(v, "model_dump") else v for k, v in shared.items()}
+    shared = {k: v.model_dump(mode="json", exclude_none=True) if hasattr(v, "model_dump") else v for k, v in shared.items()}
     return fingerprint({"shared": shared, "stage": stage, "upstream": upstream})
 
 
