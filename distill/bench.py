@@ -110,7 +110,7 @@ def _call(model, inputs: dict) -> Callable[[], Any]:
 
 def peak_memory_bytes(folder: Path | None, texts: list[tuple[str, ...]], seq_length: int, threads: int) -> int:
     """Peak RSS of a fresh process that loads `folder` and runs one batch of `texts`; with no
-    folder, of a process that only imports the same libraries (the baseline)."""
+    folder, of a process that only imports torch and transformers (the baseline)."""
     payload = {"folder": str(folder) if folder else None, "texts": texts, "seq_length": seq_length, "threads": threads}
     proc = subprocess.run([sys.executable, "-m", "distill.bench"], input=json.dumps(payload), capture_output=True,
                           text=True, timeout=MEMORY_WORKER_TIMEOUT_S, env=os.environ.copy())
@@ -122,17 +122,11 @@ def peak_memory_bytes(folder: Path | None, texts: list[tuple[str, ...]], seq_len
 
 
 def _memory_worker(payload: dict) -> int:
-    import resource
-
-    # Every worker imports the same libraries, so the baseline is comparable across backends.
-    import onnxruntime  # noqa: F401
+    # The baseline imports what loading any artifact needs (torch, transformers); an artifact's
+    # peak also counts its backend's own library (onnxruntime, bitsandbytes): that is its cost.
     import torch
     import transformers  # noqa: F401
 
-    try:
-        import bitsandbytes  # noqa: F401
-    except ImportError:
-        pass
     torch.set_num_threads(payload["threads"])
     if payload["folder"]:
         from transformers import AutoTokenizer
@@ -144,7 +138,22 @@ def _memory_worker(payload: dict) -> int:
         inputs = fixed_length_inputs(tokenizer, [tuple(t) for t in payload["texts"]], payload["seq_length"])
         with torch.inference_mode():
             model(**inputs)
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+    return peak_rss_bytes()
+
+
+def peak_rss_bytes() -> int:
+    """This process's RSS high-water mark. Linux: VmHWM, because getrusage's ru_maxrss survives
+    fork+exec and would report the (larger) parent's peak; elsewhere ru_maxrss (bytes on macOS)."""
+    import resource
+
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
 
 
 # ---------------------------------------------------------------- run and command-line entry points

@@ -76,6 +76,10 @@ def load_classifier(
     path = resolve_model_path(source)
     _weights_format_check(path, allow_pickle)
     kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
+    if _is_factorized(path):  # low-rank layers, maybe pruned shapes too (see distill/lowrank)
+        from distill.lowrank.loading import load_factorized
+
+        return load_factorized(path, **kwargs)
     if _is_pruned(path):  # shapes transformers cannot rebuild by itself (see distill/pruning)
         from distill.pruning.loading import load_pruned
 
@@ -97,6 +101,11 @@ def load_classifier(
 def _is_pruned(path: str) -> bool:
     config = Path(path) / "config.json"
     return config.is_file() and "distill_pruning" in json.loads(config.read_text())
+
+
+def _is_factorized(path: str) -> bool:
+    config = Path(path) / "config.json"
+    return config.is_file() and "distill_factorization" in json.loads(config.read_text())
 
 
 def load_model_source(source: ModelSource, task: TaskSpec, **kwargs) -> PreTrainedModel:

@@ -129,7 +129,18 @@ class TeacherStage(Strict):
     kind: Literal["teacher"]
     name: str = "teacher"
     skip_training: bool = False  # the model is already tuned on this task
+    # Start from this earlier stage's artifact (e.g. a general_distill student; a fresh task head
+    # when it has none) instead of the recipe's model.
+    input: str | None = None
     train: TrainConfig = TrainConfig()
+    lora: LoraSettings | None = None  # train LoRA adapters (merged at the end) instead of all weights
+
+    @field_validator("lora")
+    @classmethod
+    def _lora_needs_training(cls, lora, info):
+        if lora is not None and info.data.get("skip_training"):
+            raise ValueError("needs training, but skip_training is true")
+        return lora
 
 
 class DistillStage(Strict):
@@ -142,6 +153,7 @@ class DistillStage(Strict):
     loss: LossConfig = LossConfig()
     train: TrainConfig = TrainConfig()
     seeds: list[int] | None = None  # several seeds: the report gives mean and spread
+    lora: LoraSettings | None = None  # train LoRA adapters on the student (merged at the end)
     # Run the teacher once over the training set and reuse its logits (logits-only losses).
     cache_teacher_logits: bool = False
 
@@ -163,6 +175,7 @@ class BaselineStage(Strict):
     student: StudentConfig = StudentConfig()
     train: TrainConfig = TrainConfig()
     seeds: list[int] | None = None
+    lora: LoraSettings | None = None
 
 
 class HeadPruningConfig(Strict):
@@ -359,11 +372,18 @@ class BenchmarkConfig(Strict):
         return sizes
 
 
+# Low-rank stages and the `lora:` block live in their own module; it needs Strict and RecoveryConfig above.
+from distill.schema_lowrank import FactorizeStage, LoraSettings, TrimVocabStage  # noqa: E402
+# General (raw-text) distillation stages, likewise: distill/schema_general.py.
+from distill.schema_general import GeneralDistillStage, MlmHeadStage  # noqa: E402
+
 DEFAULT_STAGE_NAMES = {"teacher": "teacher", "distill": "student", "baseline": "baseline", "publish": "publish", "prune": "pruned",
-                       "onnx": "onnx", "bnb": "bnb", "cast": "cast"}
+                       "onnx": "onnx", "bnb": "bnb", "cast": "cast", "factorize": "factorized", "trim_vocab": "trimmed",
+                       "mlm_head": "mlm_teacher", "general_distill": "general_student"}
 
 Stage = Annotated[Union[TeacherStage, DistillStage, BaselineStage, PruneStage, PublishStage,
-                        OnnxStage, BnbStage, CastStage], Field(discriminator="kind")]
+                        OnnxStage, BnbStage, CastStage, FactorizeStage, TrimVocabStage, MlmHeadStage,
+                        GeneralDistillStage], Field(discriminator="kind")]
 
 
 class Recipe(Strict):

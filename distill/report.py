@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import os
 import platform
 import re
@@ -16,6 +17,7 @@ from typing import Any
 from distill.recipe import Recipe
 
 PLOT_FILE = "report.png"
+LABEL_CORNERS = ((6, 6, "left"), (6, -13, "left"), (-6, 6, "right"), (-6, -13, "right"))
 
 
 def machine_info() -> str:
@@ -163,7 +165,7 @@ def markdown_table(report: dict[str, Any]) -> str:
             f"Latency (ms per batch): {bench['timing']}; {bench['threads']} threads (torch and ONNX Runtime); "
             f"inputs: {bench['inputs']}. × = speed-up over `{report['reference']}` measured in the same process."
             + (f" Peak RSS: a fresh process loading one artifact and running one batch of {max(bench['batch_sizes'])}"
-               f" (the libraries alone: {bench['baseline_memory_bytes'] / 2**20:.0f} MiB)." if bench.get("baseline_memory_bytes") else ""),
+               f" (torch and transformers alone: {bench['baseline_memory_bytes'] / 2**20:.0f} MiB)." if bench.get("baseline_memory_bytes") else ""),
         ]
     lines += [
         "",
@@ -186,7 +188,10 @@ def print_table(report: dict[str, Any]) -> None:
         table.add_column(header, justify="left" if header in {"stage", "kind", "backend"} else "right")
     for record in report["stages"]:
         table.add_row(*(cell(record) for _, cell in columns))
-    Console(stderr=False).print(table)
+    console = Console(stderr=False)
+    if not console.is_terminal:  # logs and pipes: do not squeeze the wide benchmark table into 80 columns
+        console = Console(stderr=False, width=220)
+    console.print(table)
 
 
 # ---------------------------------------------------------------- plot
@@ -200,36 +205,52 @@ def plot_report(report: dict[str, Any], path: Path) -> Path | None:
         print(f"report: matplotlib is not installed, no {path.name} (pip install 'distill[report]')")
         return None
     matplotlib.use("Agg")
+    import matplotlib.lines
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     records = [r for r in report["stages"] if r.get("metric_value") is not None]
     b = batch_sizes(records)[0]
     scale = 100 if all(abs(r["metric_value"]) <= 1 for r in records) else 1
     backends = sorted({f"{r.get('backend', '?')} {r.get('precision', '')}".strip() for r in records})
     markers = dict(zip(backends, "osD^vP*Xh<>"))
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5.2), sharey=True)
     panels = [(f"latency_ms_bs{b}", f"latency at batch {b} (ms, log scale)"), ("size_bytes", "weights on disk (MiB, log scale)")]
+    teacher = reference_record(records, report.get("reference"))
     for ax, (key, label) in zip(axes, panels):
-        for r in records:
-            if r.get(key) is None:
-                continue
-            x = r[key] / 2**20 if key == "size_bytes" else r[key]
+        points = [((r[key] / 2**20 if key == "size_bytes" else r[key]), scale * r["metric_value"], r)
+                  for r in records if r.get(key) is not None]
+        y_span = (max(p[1] for p in points) - min(p[1] for p in points)) or 1.0
+        placed: list[tuple[float, float]] = []
+        for x, y, r in points:
             backend = f"{r.get('backend', '?')} {r.get('precision', '')}".strip()
-            ax.scatter(x, scale * r["metric_value"], marker=markers[backend], s=70, zorder=3,
-                       label=backend, color=f"C{backends.index(backend)}")
-            ax.annotate(r["stage"], (x, scale * r["metric_value"]), textcoords="offset points", xytext=(6, 5), fontsize=9)
+            ax.scatter(x, y, marker=markers[backend], s=70, zorder=3, label=backend, color=f"C{backends.index(backend)}")
+            # Points close to ones already labelled take the next free corner for their label.
+            crowd = sum(abs(math.log10(x / px)) < 0.12 and abs(y - py) < 0.06 * y_span for px, py in placed)
+            dx, dy, align = LABEL_CORNERS[crowd % len(LABEL_CORNERS)]
+            ax.annotate(r["stage"], (x, y), textcoords="offset points", xytext=(dx, dy), ha=align, fontsize=9)
+            placed.append((x, y))
+        if teacher is not None:
+            ax.axhline(scale * teacher["metric_value"], color="grey", linestyle="--", linewidth=1, zorder=1)
+            ax.axhline(0.97 * scale * teacher["metric_value"], color="grey", linestyle=":", linewidth=1, zorder=1)
         ax.set_xscale("log")
+        ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel(label)
-        ax.grid(True, which="both", alpha=0.3)
-        ax.margins(x=0.25, y=0.15)
+        ax.grid(True, which="major", alpha=0.3)
+        ax.margins(x=0.2, y=0.15)
     axes[0].set_ylabel(f"dev {report['metric']}" + (" (×100)" if scale == 100 else ""))
     handles, labels = axes[0].get_legend_handles_labels()
     unique = dict(zip(labels, handles))
-    axes[1].legend(unique.values(), unique.keys(), loc="lower right", fontsize=9)
+    if teacher is not None:
+        unique[f"{teacher['stage']} (reference)"] = matplotlib.lines.Line2D([], [], color="grey", linestyle="--")
+        unique["97 % of reference"] = matplotlib.lines.Line2D([], [], color="grey", linestyle=":")
+    fig.legend(unique.values(), unique.keys(), loc="lower center", ncol=min(4, len(unique)), fontsize=9, frameon=False)
     bench = report.get("benchmark") or {}
     fig.suptitle(f"{report['recipe']} — {report['task']}: {report['metric']} vs latency and size "
                  f"({bench.get('threads', '?')} threads, seq length {bench.get('seq_length', '?')})")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

@@ -2,6 +2,8 @@
 writes an evaluated artifact into the output folder and returns its report record."""
 
 from distill.stages.distill import run_distill_stage
+from distill.stages.general import run_general_distill_stage, run_mlm_head_stage
+from distill.stages.lowrank import run_factorize_stage, run_trim_vocab_stage
 from distill.stages.prune import run_prune_stage
 from distill.stages.publish import run_publish_stage
 from distill.stages.quantize import run_bnb_stage, run_cast_stage, run_onnx_stage
@@ -16,4 +18,8 @@ STAGE_RUNNERS = {
     "onnx": run_onnx_stage,
     "bnb": run_bnb_stage,
     "cast": run_cast_stage,
+    "mlm_head": run_mlm_head_stage,
+    "general_distill": run_general_distill_stage,
+    "factorize": run_factorize_stage,
+    "trim_vocab": run_trim_vocab_stage,
 }

@@ -20,6 +20,7 @@ from distill.losses import DistillationLoss, LossWeights
 from distill.models import build_student, load_classifier, load_model_source, resolve_model_path
 from distill import checkpoints
 from distill.pipeline import RunContext, commit_stage_dir, resumable_partial_dir
+from distill.lowrank.lora import finish_lora, with_lora
 from distill.recipe import BaselineStage, DistillStage, LossConfig, TeacherStage
 from distill.teacher_cache import cached_distillation_step, teacher_logits, with_example_index
 from distill.stages.common import hard_label_step, model_inputs, save_artifact, stage_record, write_stage_files
@@ -110,6 +111,7 @@ def run_distill_stage(ctx: RunContext, stage: DistillStage | BaselineStage, out_
         student = build_student(stage.student, init_model, ctx.task)
         if attn:
             student.set_attn_implementation("eager")
+        student = with_lora(student, stage.lora, f"stages[{ctx.recipe.stages.index(stage)}].lora")
         step, extra = hard_label_step(ctx.task.is_regression), []
         if is_kd:
             loss_fn = distillation_loss(stage.loss, ctx.task, student, teacher)
@@ -133,10 +135,13 @@ def run_distill_stage(ctx: RunContext, stage: DistillStage | BaselineStage, out_
             checkpoint_dir=folder / "checkpoints",
         )
         checkpoints.remove(folder / "checkpoints", ctx.accelerator)
+        student, lora = finish_lora(student, stage.lora, folder, ctx.accelerator)  # merged; adapter kept if asked
         metrics = ctx.evaluate(student)
         save_artifact(ctx, student, folder)
         run = stage_record(ctx, stage, student, metrics, outcome, folder)
         run["seed"] = seed
+        if lora:
+            run["lora"] = lora
         if ctx.accelerator.is_main_process:
             done.write_text(json.dumps(run, indent=2))
         runs.append(run)

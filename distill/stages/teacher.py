@@ -7,9 +7,10 @@ from pathlib import Path
 
 from transformers import set_seed
 
-from distill.models import load_model_source
+from distill.models import load_classifier, load_model_source
 from distill import checkpoints
 from distill.pipeline import RunContext, commit_stage_dir, resumable_partial_dir
+from distill.lowrank.lora import finish_lora, with_lora
 from distill.recipe import TeacherStage
 from distill.stages.common import hard_label_step, save_artifact, stage_record, write_stage_files
 from distill.train import train_model
@@ -18,10 +19,14 @@ from distill.train import train_model
 def run_teacher_stage(ctx: RunContext, stage: TeacherStage, out_dir: Path, stage_hash: str) -> dict:
     started = time.perf_counter()
     set_seed(ctx.recipe.seed)
-    model = load_model_source(ctx.recipe.model, ctx.task)
+    if stage.input is not None:  # an earlier stage's model, e.g. a general (masked-LM) student: fresh task head
+        model = load_classifier(str(ctx.input_dir(stage)), ctx.task, new_head_ok=True)
+    else:
+        model = load_model_source(ctx.recipe.model, ctx.task)
     partial = resumable_partial_dir(ctx, out_dir, stage_hash)
-    outcome = None
+    outcome, lora = None, None
     if not stage.skip_training:
+        model = with_lora(model, stage.lora, f"stages[{ctx.recipe.stages.index(stage)}].lora")
         model, outcome = train_model(
             model,
             ctx.data.train,
@@ -37,10 +42,13 @@ def run_teacher_stage(ctx: RunContext, stage: TeacherStage, out_dir: Path, stage
             checkpoint_dir=partial / "checkpoints",
         )
         checkpoints.remove(partial / "checkpoints", ctx.accelerator)
+        model, lora = finish_lora(model, stage.lora, partial, ctx.accelerator)  # merged; adapter kept if asked
     metrics = ctx.evaluate(model)
     save_artifact(ctx, model, partial)
     record = stage_record(ctx, stage, model, metrics, outcome, partial)
     record.update(stage_hash=stage_hash, wall_seconds=time.perf_counter() - started, seed=ctx.recipe.seed)
+    if lora:
+        record["lora"] = lora
     write_stage_files(ctx, partial, record)
     commit_stage_dir(ctx, partial, out_dir)
     ctx.accelerator.print(f"[{stage.name}] {ctx.task.primary_metric} = {metrics[ctx.task.primary_metric]:.4f}")

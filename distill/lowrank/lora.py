@@ -1,0 +1,102 @@
+"""LoRA (Hu et al. 2021) through PEFT for any stage that trains: the base weights stay frozen,
+small rank-r updates of the target layers and the task head are trained, and the update is
+merged into the base weights when the stage ends, so the artifact is a plain model again.
+
+    peft_model = add_lora(model, LoraSettings(rank=8))        # before training
+    model = merge_lora(peft_model, adapter_dir=folder / "adapter")  # after (adapter kept if given)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from peft import LoraConfig, PeftModel, TaskType, get_peft_model
+from torch import nn
+
+from distill.errors import DistillError
+
+# Layers LoRA adapts when the recipe names none: the attention query and value projections.
+DEFAULT_TARGET_MODULES = {
+    "bert": ["query", "value"],
+    "roberta": ["query", "value"],
+    "xlm-roberta": ["query", "value"],
+    "electra": ["query", "value"],
+    "camembert": ["query", "value"],
+    "distilbert": ["q_lin", "v_lin"],
+}
+# The task head, trained in full (it starts random). PEFT adds `classifier`/`score` for SEQ_CLS
+# by itself; DistilBERT's head also has a `pre_classifier` layer.
+DEFAULT_HEAD_MODULES = {"distilbert": ["pre_classifier", "classifier"]}
+
+
+def default_target_modules(model: nn.Module, field: str = "lora") -> list[str]:
+    model_type = getattr(model.config, "model_type", None)
+    if model_type not in DEFAULT_TARGET_MODULES:
+        raise DistillError(f"{field}.target_modules: no default for model type {model_type!r}; name the layers to adapt")
+    return list(DEFAULT_TARGET_MODULES[model_type])
+
+
+def lora_config(model: nn.Module, settings, field: str = "lora") -> LoraConfig:
+    """PEFT's LoraConfig for a sequence classifier from the recipe's `lora:` block (LoraSettings)."""
+    model_type = getattr(model.config, "model_type", None)
+    return LoraConfig(
+        task_type=TaskType.SEQ_CLS,
+        r=settings.rank,
+        lora_alpha=settings.alpha,
+        lora_dropout=settings.dropout,
+        target_modules=list(settings.target_modules or default_target_modules(model, field)),
+        modules_to_save=list(settings.modules_to_save or DEFAULT_HEAD_MODULES.get(model_type, ["classifier"])),
+    )
+
+
+def add_lora(model: nn.Module, settings, field: str = "lora") -> PeftModel:
+    """The model with LoRA adapters: only they and the head (`modules_to_save`) require gradients."""
+    config = lora_config(model, settings, field)
+    try:
+        return get_peft_model(model, config)
+    except ValueError as err:  # e.g. target modules that match no layer
+        raise DistillError(f"{field}.target_modules: {str(err).splitlines()[0]}") from None
+
+
+def trainable_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def merge_lora(model: PeftModel, adapter_dir: Path | None = None):
+    """The base model with the adapters merged into its weights (and the trained head copies in
+    place of the originals). With `adapter_dir`, the unmerged adapter is saved there first
+    (adapter_config.json + adapter_model.safetensors), loadable with PeftModel.from_pretrained."""
+    if adapter_dir is not None:
+        model.save_pretrained(adapter_dir, safe_serialization=True)
+    merged = model.merge_and_unload()
+    for parameter in merged.parameters():  # PEFT froze the base weights; later training starts from a plain model
+        parameter.requires_grad_(True)
+    return merged
+
+
+# ---------------------------------------------------------------- hooks for the training stages
+
+
+def with_lora(model: nn.Module, settings, field: str):
+    """`model` with LoRA adapters if the stage has a `lora:` block, else `model` unchanged."""
+    return model if settings is None else add_lora(model, settings, field)
+
+
+def finish_lora(model: nn.Module, settings, folder: Path, accelerator) -> tuple[nn.Module, dict | None]:
+    """After training: (merged model, report entry). The adapter goes to `<folder>/adapter/` if
+    the stage keeps it."""
+    if settings is None:
+        return model, None
+    entry = {
+        "rank": settings.rank,
+        "alpha": settings.alpha,
+        "dropout": settings.dropout,
+        "target_modules": sorted(model.peft_config["default"].target_modules),
+        "modules_to_save": sorted(set(model.peft_config["default"].modules_to_save or [])),  # PEFT appends its SEQ_CLS names
+        "trainable_params": trainable_parameters(model),
+        "adapter": "adapter" if settings.keep_adapter else None,
+    }
+    keep = settings.keep_adapter and accelerator.is_main_process
+    merged = merge_lora(model, Path(folder) / "adapter" if keep else None)
+    accelerator.wait_for_everyone()
+    return merged, entry

@@ -1,0 +1,342 @@
+"""Quantization backends: ONNX Runtime int8 through Optimum, bitsandbytes 8/4-bit, fp16/bf16 casts;
+the stages that run them; and how close int8 stays to fp32 on real SST-2 sentences."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast, pipeline
+
+from distill.errors import DistillError
+from distill.models import count_parameters, label_config, save_model, weights_size_bytes
+from distill.quantize.artifacts import describe_artifact, load_artifact, require_torch_artifact
+from distill.quantize.bnb import bnb_config, load_bnb_classifier, parameter_count, quantize_bnb, quantized_linear_count
+from distill.quantize.cast import cast_classifier
+from distill.quantize.ort import build_onnx_classifier, detect_isa, load_onnx_classifier
+from distill.recipe import validate_recipe
+from distill.tasks import get_task
+
+WORDS = "a the film movie is was good great bad dull boring fun funny long short and but not very too it".split()
+SENTENCES = ["a great fun film", "the movie was too long and dull", "not very good", "it is funny but too short"]
+
+
+# ---------------------------------------------------------------- tiny models
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory) -> BertTokenizerFast:
+    vocab = tmp_path_factory.mktemp("vocab") / "vocab.txt"
+    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n")
+    return BertTokenizerFast(vocab_file=str(vocab))
+
+
+def tiny_bert(tokenizer, seed: int = 0) -> BertForSequenceClassification:
+    torch.manual_seed(seed)
+    config = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
+                        vocab_size=len(tokenizer), **label_config(get_task("sst2")))
+    return BertForSequenceClassification(config).eval()
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tokenizer, tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("tiny") / "model"
+    save_model(tiny_bert(tokenizer), tokenizer, folder)
+    return folder
+
+
+def encode(tokenizer, sentences=SENTENCES) -> dict:
+    return dict(tokenizer(sentences, padding=True, return_tensors="pt"))
+
+
+@torch.no_grad()
+def logits_of(model, inputs) -> torch.Tensor:
+    return torch.as_tensor(model(**inputs).logits).float()
+
+
+# ---------------------------------------------------------------- ONNX Runtime
+
+
+@pytest.mark.parametrize("flags, machine, expected", [
+    ({"avx2", "avx512f", "avx512bw", "avx512_vnni"}, "x86_64", "avx512_vnni"),
+    ({"avx2", "avx512f", "avx512bw"}, "x86_64", "avx512"),
+    ({"avx", "avx2", "fma"}, "x86_64", "avx2"),
+    (set(), "aarch64", "arm64"),
+])
+def test_isa_is_chosen_from_cpu_flags(flags, machine, expected):
+    assert detect_isa(flags, machine) == expected
+
+
+def test_onnx_fp32_export_reloads_and_matches_torch(tokenizer, tmp_path):
+    model = tiny_bert(tokenizer)
+    build_onnx_classifier(model, tokenizer, tmp_path / "ort", quantization="none")
+    from optimum.onnxruntime import ORTModelForSequenceClassification
+
+    reloaded = ORTModelForSequenceClassification.from_pretrained(tmp_path / "ort")
+    inputs = encode(tokenizer)
+    torch.testing.assert_close(logits_of(reloaded, inputs), logits_of(model, inputs), atol=1e-4, rtol=1e-4)
+    assert describe_artifact(tmp_path / "ort").label == "onnxruntime fp32"
+
+
+@pytest.mark.parametrize("per_channel", [True, False])
+def test_onnx_dynamic_int8_is_smaller_and_runs_in_a_pipeline(tokenizer, tmp_path, per_channel):
+    model = tiny_bert(tokenizer)
+    build_onnx_classifier(model, tokenizer, tmp_path / "fp32", quantization="none")
+    details = build_onnx_classifier(model, tokenizer, tmp_path / "int8", quantization="dynamic", per_channel=per_channel, isa="avx2")
+
+    assert details["isa"] == "avx2" and details["per_channel"] is per_channel
+    # Tiny model: the unquantized position embeddings weigh as much as its layers (MiniLM: < 0.3, below).
+    assert weights_size_bytes(tmp_path / "int8") < 0.75 * weights_size_bytes(tmp_path / "fp32")
+    ort_config = json.loads((tmp_path / "int8" / "ort_config.json").read_text())
+    assert ort_config["quantization"]["per_channel"] is per_channel and not ort_config["quantization"]["is_static"]
+    ort_model = load_onnx_classifier(tmp_path / "int8")
+    predictions = pipeline("text-classification", model=ort_model, tokenizer=tokenizer)(SENTENCES)
+    assert [p["label"] for p in predictions] == [
+        ort_model.config.id2label[i] for i in logits_of(ort_model, encode(tokenizer)).argmax(-1).tolist()]
+
+
+def test_onnx_static_int8_calibrates_on_the_examples_it_is_given(tokenizer, tmp_path):
+    import datasets
+
+    calibration = datasets.Dataset.from_dict(dict(tokenizer(SENTENCES * 2, truncation=True)))
+    details = build_onnx_classifier(tiny_bert(tokenizer), tokenizer, tmp_path / "static", quantization="static",
+                                    calibration_dataset=calibration, per_channel=False)
+
+    assert details["calibration_examples"] == 8
+    assert json.loads((tmp_path / "static" / "ort_config.json").read_text())["quantization"]["is_static"]
+    assert not list(tmp_path.glob("**/augmented_model.onnx"))  # the calibration graph stays in the work folder
+    assert logits_of(load_onnx_classifier(tmp_path / "static"), encode(tokenizer)).shape == (4, 2)
+
+
+def test_onnx_optimization_level_is_written_into_the_file(tokenizer, tmp_path):
+    model = tiny_bert(tokenizer)
+    build_onnx_classifier(model, tokenizer, tmp_path / "o2", quantization="none", optimization_level=2)
+    ort_config = json.loads((tmp_path / "o2" / "ort_config.json").read_text())
+    assert ort_config["optimization"]["optimization_level"] == 2 and not ort_config["quantization"]
+    inputs = encode(tokenizer)
+    torch.testing.assert_close(logits_of(load_onnx_classifier(tmp_path / "o2"), inputs), logits_of(model, inputs), atol=1e-4, rtol=1e-4)
+
+
+def test_pruned_model_with_an_empty_layer_exports_and_matches_torch(tokenizer, tmp_path):
+    from distill.pruning import loads_natively, prune_ffn, prune_heads
+    from distill.quantize.artifacts import load_torch_classifier
+
+    model = prune_heads(tiny_bert(tokenizer), {0: [0, 1, 2, 3], 1: [2]})  # layer 0 keeps no head
+    model = prune_ffn(model, [list(range(20)), list(range(30))])  # per-layer FFN sizes
+    save_model(model, tokenizer, tmp_path / "pruned")
+    assert not loads_natively(model)
+    build_onnx_classifier(load_torch_classifier(tmp_path / "pruned"), tokenizer, tmp_path / "ort", quantization="none")
+    inputs = encode(tokenizer)
+    torch.testing.assert_close(logits_of(load_onnx_classifier(tmp_path / "ort"), inputs), logits_of(model, inputs), atol=1e-4, rtol=1e-4)
+
+
+def test_fused_optimization_levels_are_refused_with_int8(tokenizer, tmp_path):
+    with pytest.raises(DistillError, match="optimization_level: 2 cannot be combined with int8"):
+        build_onnx_classifier(tiny_bert(tokenizer), tokenizer, tmp_path / "x", quantization="dynamic", optimization_level=2)
+
+
+# ---------------------------------------------------------------- bitsandbytes
+
+
+@pytest.fixture
+def eager_bitsandbytes():
+    """bitsandbytes torch.compiles its 4-bit dequantization on CPU (one inductor build per weight
+    shape: tens of seconds on a cold compile cache). These tests check results, not speed."""
+    import torch._dynamo
+
+    with torch._dynamo.config.patch(disable=True):
+        yield
+
+
+@pytest.mark.parametrize("bits, quant_type", [(8, None), (4, "nf4"), (4, "fp4")])
+def test_bnb_model_saved_before_inference_reloads_with_the_same_predictions(tiny_dir, tmp_path, bits, quant_type, eager_bitsandbytes):
+    config = bnb_config(bits, quant_type=quant_type or "nf4")
+    model = quantize_bnb(tiny_dir, config)
+    save_model(model, BertTokenizerFast.from_pretrained(tiny_dir), tmp_path / "bnb")
+    inputs = encode(BertTokenizerFast.from_pretrained(tiny_dir))
+    in_memory = logits_of(model, inputs)
+    reloaded = load_bnb_classifier(tmp_path / "bnb")
+
+    torch.testing.assert_close(logits_of(reloaded, inputs), in_memory, atol=0, rtol=0)
+    assert quantized_linear_count(reloaded) == 2 * 6  # q, k, v, attention out, FFN in and out per layer
+    assert type(reloaded.classifier) is torch.nn.Linear and type(reloaded.bert.pooler.dense) is torch.nn.Linear
+    expected = "int8" if bits == 8 else quant_type
+    assert describe_artifact(tmp_path / "bnb").label == f"bitsandbytes {expected}"
+
+
+def test_bnb_4bit_layers_never_repack_weights_for_cpu_inference(tiny_dir, eager_bitsandbytes):
+    import bitsandbytes as bnb
+
+    model = quantize_bnb(tiny_dir, bnb_config(4))
+    layers = [m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]
+    assert layers and not any(layer.support_avx512bf16_for_cpu for layer in layers)
+
+
+def test_bnb_4bit_counts_parameters_before_packing(tiny_dir, tokenizer, eager_bitsandbytes):
+    assert parameter_count(quantize_bnb(tiny_dir, bnb_config(4))) == count_parameters(tiny_bert(tokenizer))
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    ({"bits": 3}, "bits"), ({"bits": 4, "quant_type": "int4"}, "quant_type"), ({"bits": 4, "compute_dtype": "fp8"}, "compute_dtype"),
+])
+def test_bad_bnb_settings_name_their_field(kwargs, field):
+    with pytest.raises(DistillError, match=f"^{field}:"):
+        bnb_config(**kwargs)
+
+
+# ---------------------------------------------------------------- casts and loading any artifact
+
+
+@pytest.mark.parametrize("dtype, torch_dtype", [("fp16", torch.float16), ("bf16", torch.bfloat16)])
+def test_cast_saves_half_the_bytes_and_reloads_in_its_dtype(tokenizer, tiny_dir, tmp_path, dtype, torch_dtype):
+    model = cast_classifier(tiny_bert(tokenizer), dtype)
+    save_model(model, tokenizer, tmp_path / dtype)
+    reloaded, kind = load_artifact(tmp_path / dtype)
+
+    assert kind.label == f"torch {dtype}" and next(reloaded.parameters()).dtype == torch_dtype
+    assert weights_size_bytes(tmp_path / dtype) < 0.55 * weights_size_bytes(tiny_dir)
+    inputs = encode(tokenizer)
+    torch.testing.assert_close(logits_of(reloaded, inputs), logits_of(model, inputs), atol=0, rtol=0)
+
+
+def test_quantizing_an_already_quantized_artifact_is_refused(tokenizer, tmp_path):
+    build_onnx_classifier(tiny_bert(tokenizer), tokenizer, tmp_path / "int8")
+    with pytest.raises(DistillError, match=r"stages\[2\]\.input: needs a torch model.*onnxruntime int8 artifact"):
+        require_torch_artifact(tmp_path / "int8", "stages[2].input")
+
+
+# ---------------------------------------------------------------- the recipe stages
+
+
+def recipe_with(stage: dict, name: str = "q") -> dict:
+    return {"name": name, "task": "sst2", "stages": [{"kind": "teacher"}, {**stage}]}
+
+
+@pytest.mark.parametrize("stage, message", [
+    ({"kind": "onnx", "optimization_level": 2}, r"stages\[1\]\.optimization_level: levels 2 and 99 fuse ops"),
+    ({"kind": "onnx", "optimization_level": 3}, r"stages\[1\]\.optimization_level: Input should be 0, 1, 2 or 99"),
+    ({"kind": "onnx", "quantization": "int4"}, r"stages\[1\]\.quantization: Input should be 'none', 'dynamic' or 'static'"),
+    ({"kind": "onnx", "isa": "sse4"}, r"stages\[1\]\.isa: Input should be 'auto'"),
+    ({"kind": "onnx", "calibration_examples": 0}, r"stages\[1\]\.calibration_examples: Input should be greater than 0"),
+    ({"kind": "onnx", "max_metric_drop": -0.1}, r"stages\[1\]\.max_metric_drop: Input should be greater than or equal to 0"),
+    ({"kind": "bnb", "bits": 2}, r"stages\[1\]\.bits: Input should be 4 or 8"),
+    ({"kind": "bnb", "bits": 8, "quant_type": "nf4"}, r"stages\[1\]\.quant_type: only applies to bits: 4"),
+    ({"kind": "bnb", "bits": 8, "double_quant": False}, r"stages\[1\]\.double_quant: only applies to bits: 4"),
+    ({"kind": "cast"}, r"stages\[1\]\.dtype: required field is missing"),
+    ({"kind": "cast", "dtype": "int8"}, r"stages\[1\]\.dtype: Input should be 'fp16' or 'bf16'"),
+    ({"kind": "onnx", "input": "nowhere"}, r"stages\[1\]\.input: no earlier stage named 'nowhere'"),
+    ({"kind": "cast", "dtype": "fp16", "bits": 4}, r"stages\[1\]\.bits: unknown key"),
+])
+def test_bad_quantization_stage_specs_fail_naming_the_field(stage, message):
+    with pytest.raises(DistillError, match=message):
+        validate_recipe(recipe_with(stage))
+
+
+def test_quantization_stages_get_default_names():
+    recipe = validate_recipe({"name": "q", "task": "sst2", "stages": [
+        {"kind": "teacher"}, {"kind": "onnx"}, {"kind": "bnb", "input": "teacher"}, {"kind": "cast", "dtype": "fp16", "input": "teacher"}]})
+    assert [s.name for s in recipe.stages] == ["teacher", "onnx", "bnb", "cast"]
+
+
+def stub_context(tmp_path: Path, tokenizer, tiny_dir: Path, stage: dict, evaluated: float, input_metric: float):
+    """A run context whose input stage scored `input_metric` and whose evaluation returns
+    `evaluated`: what the metric-drop check sees, without training or data."""
+    from accelerate import Accelerator
+
+    source = tmp_path / "runs" / "q" / "teacher"
+    save_model(BertForSequenceClassification.from_pretrained(tiny_dir), tokenizer, source)
+    (source / "metrics.json").write_text(json.dumps({"stage": "teacher", "metric": "accuracy", "metric_value": input_metric,
+                                                     "metrics": {"accuracy": input_metric}}))
+    recipe = validate_recipe({**recipe_with(stage), "output_dir": str(tmp_path / "runs")})
+    return SimpleNamespace(recipe=recipe, task=get_task("sst2"), tokenizer=tokenizer, accelerator=Accelerator(cpu=True),
+                           evaluate=lambda model, dataset=None: {"accuracy": evaluated},
+                           input_dir=lambda s: source), recipe.stages[1]
+
+
+def test_metric_drop_beyond_the_threshold_fails_after_writing_the_evaluated_artifact(tmp_path, tokenizer, tiny_dir):
+    from distill.stages.quantize import run_cast_stage
+
+    ctx, stage = stub_context(tmp_path, tokenizer, tiny_dir, {"kind": "cast", "dtype": "fp16", "max_metric_drop": 0.01},
+                              evaluated=0.80, input_metric=0.85)
+    out = tmp_path / "runs" / "q" / "cast"
+    with pytest.raises(DistillError, match=r"stages\[1\]\.max_metric_drop \(cast\): accuracy fell from 0\.8500 \('teacher'\) to 0\.8000"):
+        run_cast_stage(ctx, stage, out, "hash123")
+    record = json.loads((out / "metrics.json").read_text())
+    assert record["metric_drop"] == pytest.approx(0.05) and "failed_check" in record
+    assert "stage_hash" not in record  # so the next run recomputes and re-checks it
+    assert describe_artifact(out).label == "torch fp16"
+
+
+def test_metric_drop_within_the_threshold_commits_the_stage(tmp_path, tokenizer, tiny_dir):
+    from distill.stages.quantize import run_cast_stage
+
+    ctx, stage = stub_context(tmp_path, tokenizer, tiny_dir, {"kind": "cast", "dtype": "bf16", "max_metric_drop": 0.01},
+                              evaluated=0.845, input_metric=0.85)
+    record = run_cast_stage(ctx, stage, tmp_path / "runs" / "q" / "cast", "hash123")
+    assert record["stage_hash"] == "hash123" and record["input"] == "teacher"
+    assert (record["backend"], record["precision"], record["quantization"]) == ("torch", "bf16", {"dtype": "bf16"})
+
+
+# ---------------------------------------------------------------- the real MiniLM on real SST-2
+
+
+def _sst2(path: Path, count: int) -> tuple[list[str], np.ndarray]:
+    with path.open(encoding="utf-8") as f:
+        rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))[:count]
+    return [r["sentence"] for r in rows], np.array([int(r["label"]) for r in rows])
+
+
+@pytest.fixture(scope="module")
+def minilm_sst2(minilm_dir, glue_data_dir, tmp_path_factory):
+    """The packaged MiniLM with a linear head fitted on 256 SST-2 training sentences (frozen encoder,
+    logistic regression on the pooled output: seconds, and margins an int8 model can be judged on),
+    saved as a torch folder, plus its ONNX Runtime dynamic int8 export and 100 real dev sentences."""
+    from sklearn.linear_model import LogisticRegression
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(minilm_dir)
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_pretrained(minilm_dir, **label_config(get_task("sst2"))).eval()
+    train, labels = _sst2(glue_data_dir / "sst2" / "train.tsv", 256)
+    with torch.no_grad():
+        pooled = model.bert(**tok(train, padding=True, truncation=True, max_length=64, return_tensors="pt")).pooler_output
+    head = LogisticRegression(C=10.0, max_iter=2000).fit(pooled.numpy(), labels)
+    with torch.no_grad():
+        w, b = torch.tensor(head.coef_[0], dtype=torch.float32) / 2, float(head.intercept_[0]) / 2
+        model.classifier.weight.copy_(torch.stack([-w, w]))
+        model.classifier.bias.copy_(torch.tensor([-b, b]))
+    root = tmp_path_factory.mktemp("minilm")
+    save_model(model, tok, root / "torch")
+    build_onnx_classifier(model, tok, root / "int8", quantization="dynamic", per_channel=True)
+    dev, dev_labels = _sst2(glue_data_dir / "sst2" / "dev.tsv", 100)
+    inputs = dict(tok(dev, padding=True, truncation=True, max_length=64, return_tensors="pt"))
+    return SimpleNamespace(root=root, model=model, tokenizer=tok, inputs=inputs, sentences=dev, labels=dev_labels,
+                           fp32=logits_of(model, inputs).argmax(-1).numpy())
+
+
+@pytest.mark.integration
+def test_ort_int8_agrees_with_fp32_on_real_dev_sentences(minilm_sst2):
+    int8 = logits_of(load_onnx_classifier(minilm_sst2.root / "int8"), minilm_sst2.inputs).argmax(-1).numpy()
+    assert (int8 == minilm_sst2.fp32).mean() >= 0.93
+    assert weights_size_bytes(minilm_sst2.root / "int8") < 0.3 * weights_size_bytes(minilm_sst2.root / "torch")
+
+
+@pytest.mark.integration
+def test_ort_int8_minilm_runs_in_a_text_classification_pipeline(minilm_sst2):
+    ort_model = load_onnx_classifier(minilm_sst2.root / "int8")
+    predictions = pipeline("text-classification", model=ort_model, tokenizer=minilm_sst2.tokenizer)(minilm_sst2.sentences[:8])
+    expected = logits_of(ort_model, {k: v[:8] for k, v in minilm_sst2.inputs.items()}).argmax(-1).tolist()
+    assert [p["label"] for p in predictions] == [ort_model.config.id2label[i] for i in expected]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("bits, threshold", [(8, 0.97), (4, 0.8)])  # nf4 is lossier: 0.85 seen with this head
+def test_bnb_minilm_agrees_with_fp32_on_real_dev_sentences(minilm_sst2, bits, threshold, eager_bitsandbytes):
+    model = quantize_bnb(minilm_sst2.root / "torch", bnb_config(bits))
+    predictions = logits_of(model, minilm_sst2.inputs).argmax(-1).numpy()
+    assert (predictions == minilm_sst2.fp32).mean() >= threshold
