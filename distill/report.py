@@ -60,7 +60,8 @@ def with_teacher_ratios(records: list[dict[str, Any]], reference: str | None = N
     out = []
     for record in records:
         r = dict(record)
-        r["share_of_teacher"] = _ratio(r.get("metric_value"), teacher.get("metric_value"))
+        same_metric = r.get("metric", teacher.get("metric")) == teacher.get("metric")  # e.g. not perplexity vs accuracy
+        r["share_of_teacher"] = _ratio(r.get("metric_value"), teacher.get("metric_value")) if same_metric else None
         r["size_reduction_vs_teacher"] = _ratio(teacher.get("size_bytes"), r.get("size_bytes"))
         for b in batch_sizes([r, teacher]):
             r[f"speedup_vs_teacher_bs{b}"] = _ratio(teacher.get(f"latency_ms_bs{b}"), r.get(f"latency_ms_bs{b}"))
@@ -145,6 +146,10 @@ def _metric_cell(record: dict[str, Any]) -> str:
     return text
 
 
+def _threads(count) -> str:
+    return f"{count} thread" + ("" if count == 1 else "s")
+
+
 def _times(ratio: float | None) -> str:
     return f"{ratio:.2f}×" if ratio is not None else "-"
 
@@ -162,7 +167,7 @@ def markdown_table(report: dict[str, Any]) -> str:
     if bench:
         lines += [
             "",
-            f"Latency (ms per batch): {bench['timing']}; {bench['threads']} threads (torch and ONNX Runtime); "
+            f"Latency (ms per batch): {bench['timing']}; {_threads(bench['threads'])} (torch and ONNX Runtime); "
             f"inputs: {bench['inputs']}. × = speed-up over `{report['reference']}` measured in the same process."
             + (f" Peak RSS: a fresh process loading one artifact and running one batch of {max(bench['batch_sizes'])}"
                f" (torch and transformers alone: {bench['baseline_memory_bytes'] / 2**20:.0f} MiB)." if bench.get("baseline_memory_bytes") else ""),
@@ -209,7 +214,8 @@ def plot_report(report: dict[str, Any], path: Path) -> Path | None:
     import matplotlib.pyplot as plt
     import matplotlib.ticker
 
-    records = [r for r in report["stages"] if r.get("metric_value") is not None]
+    records = [r for r in report["stages"] if r.get("metric_value") is not None
+               and r.get("metric", report["metric"]) == report["metric"]]  # one metric per y axis
     b = batch_sizes(records)[0]
     scale = 100 if all(abs(r["metric_value"]) <= 1 for r in records) else 1
     backends = sorted({f"{r.get('backend', '?')} {r.get('precision', '')}".strip() for r in records})
@@ -226,7 +232,7 @@ def plot_report(report: dict[str, Any], path: Path) -> Path | None:
             backend = f"{r.get('backend', '?')} {r.get('precision', '')}".strip()
             ax.scatter(x, y, marker=markers[backend], s=70, zorder=3, label=backend, color=f"C{backends.index(backend)}")
             # Points close to ones already labelled take the next free corner for their label.
-            crowd = sum(abs(math.log10(x / px)) < 0.12 and abs(y - py) < 0.06 * y_span for px, py in placed)
+            crowd = sum(abs(math.log10(x / px)) < 0.3 and abs(y - py) < 0.06 * y_span for px, py in placed)
             dx, dy, align = LABEL_CORNERS[crowd % len(LABEL_CORNERS)]
             ax.annotate(r["stage"], (x, y), textcoords="offset points", xytext=(dx, dy), ha=align, fontsize=9)
             placed.append((x, y))
@@ -249,7 +255,7 @@ def plot_report(report: dict[str, Any], path: Path) -> Path | None:
     fig.legend(unique.values(), unique.keys(), loc="lower center", ncol=min(4, len(unique)), fontsize=9, frameon=False)
     bench = report.get("benchmark") or {}
     fig.suptitle(f"{report['recipe']} — {report['task']}: {report['metric']} vs latency and size "
-                 f"({bench.get('threads', '?')} threads, seq length {bench.get('seq_length', '?')})")
+                 f"({_threads(bench.get('threads', '?'))}, seq length {bench.get('seq_length', '?')})")
     fig.tight_layout(rect=(0, 0.1, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)

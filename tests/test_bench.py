@@ -127,6 +127,12 @@ def test_ratios_to_the_teacher_come_from_the_measured_numbers():
     assert with_teacher_ratios(timed_records(), reference="int8")[0]["speedup_vs_teacher_bs1"] == 0.25
 
 
+def test_share_of_teacher_is_left_out_for_a_stage_measured_on_another_metric():
+    teacher, mlm = with_teacher_ratios([{"stage": "teacher", "metric": "accuracy", "metric_value": 0.9},
+                                        {"stage": "mlm", "metric": "perplexity", "metric_value": 12.0}])
+    assert teacher["share_of_teacher"] == 1.0 and mlm["share_of_teacher"] is None
+
+
 def test_report_writes_a_table_json_and_a_plot(tmp_path):
     recipe = validate_recipe({"name": "r", "task": "sst2", "stages": [{"kind": "teacher"}, {"kind": "onnx"}]})
     settings = {"threads": 2, "seq_length": 64, "batch_sizes": [1, 32], "timing": "median of 5 calls",

@@ -135,6 +135,19 @@ def test_pruned_model_with_an_empty_layer_exports_and_matches_torch(tokenizer, t
     torch.testing.assert_close(logits_of(load_onnx_classifier(tmp_path / "ort"), inputs), logits_of(model, inputs), atol=1e-4, rtol=1e-4)
 
 
+def test_factorized_model_exports_to_int8_and_stays_close_to_torch(tokenizer, tmp_path):
+    from distill.lowrank import RankRule, factorize_model
+    from distill.quantize.artifacts import load_torch_classifier, loads_with_from_pretrained
+
+    model = tiny_bert(tokenizer)
+    assert factorize_model(model, modules=["ffn_in", "ffn_out"], linear_rule=RankRule(rank=4)).ranks
+    save_model(model, tokenizer, tmp_path / "factorized")
+    assert not loads_with_from_pretrained(tmp_path / "factorized")  # so a bnb stage refuses it
+    build_onnx_classifier(load_torch_classifier(tmp_path / "factorized"), tokenizer, tmp_path / "int8")
+    inputs = encode(tokenizer)
+    torch.testing.assert_close(logits_of(load_onnx_classifier(tmp_path / "int8"), inputs), logits_of(model, inputs), atol=0.05, rtol=0)
+
+
 def test_fused_optimization_levels_are_refused_with_int8(tokenizer, tmp_path):
     with pytest.raises(DistillError, match="optimization_level: 2 cannot be combined with int8"):
         build_onnx_classifier(tiny_bert(tokenizer), tokenizer, tmp_path / "x", quantization="dynamic", optimization_level=2)

@@ -61,14 +61,17 @@ def load_artifact(folder: str | Path, *, threads: int | None = None):
 
 
 def load_torch_classifier(folder: str | Path):
-    """A torch artifact in its saved dtype; pruned ones through the pruning map in their config
-    (a layer without heads or per-layer FFN sizes do not load natively)."""
+    """A torch artifact in its saved dtype; factorized and pruned ones through the maps in their
+    config (low-rank layers, a layer without heads or per-layer FFN sizes do not load natively)."""
     import torch
 
+    from distill.lowrank import FACTORIZATION_KEY, load_factorized
     from distill.pruning import PRUNING_KEY, load_pruned
     from distill.quantize.cast import load_cast_classifier
 
     config = json.loads((Path(folder) / "config.json").read_text())
+    if config.get(FACTORIZATION_KEY):
+        return load_factorized(folder)  # in its saved dtype
     if config.get(PRUNING_KEY):
         dtype = config.get("dtype") or config.get("torch_dtype") or "float32"
         return load_pruned(folder).to(getattr(torch, str(dtype)))
@@ -81,3 +84,16 @@ def require_torch_artifact(folder: str | Path, field: str) -> ArtifactKind:
     if kind.backend != "torch":
         raise DistillError(f"{field}: needs a torch model to start from, but {folder} is a {kind.label} artifact")
     return kind
+
+
+def loads_with_from_pretrained(folder: str | Path) -> bool:
+    """Whether transformers' own `from_pretrained` rebuilds the model (bitsandbytes quantizes
+    while loading that way): not for factorized layers or pruning it cannot express."""
+    from distill.lowrank import FACTORIZATION_KEY
+    from distill.pruning import PRUNING_KEY
+
+    config = json.loads((Path(folder) / "config.json").read_text())
+    if config.get(FACTORIZATION_KEY):
+        return False
+    spec = config.get(PRUNING_KEY)
+    return not spec or (all(spec["heads_kept"]) and len(set(spec["intermediate_sizes"])) == 1)

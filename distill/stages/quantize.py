@@ -12,7 +12,12 @@ from pathlib import Path
 from distill.errors import DistillError
 from distill.models import count_parameters
 from distill.pipeline import RunContext, commit_stage_dir, fresh_partial_dir
-from distill.quantize.artifacts import describe_artifact, load_torch_classifier, require_torch_artifact
+from distill.quantize.artifacts import (
+    describe_artifact,
+    load_torch_classifier,
+    loads_with_from_pretrained,
+    require_torch_artifact,
+)
 from distill.recipe import BnbStage, CastStage, OnnxStage
 from distill.stages.common import save_artifact, stage_record, write_stage_files
 
@@ -49,6 +54,10 @@ def run_bnb_stage(ctx: RunContext, stage: BnbStage, out_dir: Path, stage_hash: s
 
     started = time.perf_counter()
     source, input_record = _input(ctx, stage)
+    if not loads_with_from_pretrained(source):
+        raise DistillError(f"{_field(ctx, stage, 'input')}: bitsandbytes quantizes while transformers loads the model, "
+                           f"and transformers cannot rebuild {source} (factorized layers or uneven pruning); "
+                           "quantize it with an onnx stage instead")
     config = bnb_config(
         stage.bits,
         quant_type=stage.quant_type or "nf4",
@@ -89,6 +98,9 @@ def _input(ctx: RunContext, stage) -> tuple[Path, dict]:
     require_torch_artifact(source, _field(ctx, stage, "input"))
     metrics_file = source / "metrics.json"
     record = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+    if stage.max_metric_drop is not None and record.get("metric") != ctx.task.primary_metric:
+        raise DistillError(f"{_field(ctx, stage, 'max_metric_drop')}: the input {source} has no recorded "
+                           f"{ctx.task.primary_metric} (metrics.json) to compare with")
     return source, record
 
 
