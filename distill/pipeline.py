@@ -33,6 +33,8 @@ class TaskData:
     selection: datasets.Dataset
     validation: datasets.Dataset
     collator: Any
+    raw_validation: datasets.Dataset | None = None  # the text, for models with a vocabulary of their own
+    max_length: int = 512
 
 
 @dataclass
@@ -58,10 +60,17 @@ class RunContext:
             name = self.recipe.stages[index - 1].name
         return self.outputs[name]
 
-    def evaluate(self, model, dataset=None) -> dict[str, float]:
-        dataset = self.data.validation if dataset is None else dataset
+    def evaluate(self, model, dataset=None, *, tokenizer=None) -> dict[str, float]:
+        """The task metric on the dev split (or `dataset`). A model whose `tokenizer` has another
+        vocabulary (a trimmed one) is scored on the dev text tokenized its own way, as users run it."""
         batch = max(s.train.eval_batch_size for s in self.recipe.stages if hasattr(s, "train"))
-        return evaluate_model(model, dataset, self.task, self.data.collator, batch, self.accelerator)
+        collator = self.data.collator
+        if dataset is None and tokenizer is not None and tokenizer.get_vocab() != self.tokenizer.get_vocab():
+            dataset = tokenize_splits(datasets.DatasetDict(validation=self.data.raw_validation), tokenizer,
+                                      self.task, self.data.max_length)["validation"]
+            collator = DataCollatorWithPadding(tokenizer)
+        dataset = self.data.validation if dataset is None else dataset
+        return evaluate_model(model, dataset, self.task, collator, batch, self.accelerator)
 
 
 def task_of(recipe: Recipe) -> TaskSpec:
@@ -92,7 +101,8 @@ def prepare_data(recipe: Recipe, task: TaskSpec, tokenizer, data_dir: str | None
         train, selection = parts["train"], parts["test"]
     if len(train) == 0 or len(tokenized["validation"]) == 0:
         raise DistillError(f"task {task.name}: the train or validation split is empty")
-    return TaskData(train, selection, tokenized["validation"], DataCollatorWithPadding(tokenizer))
+    return TaskData(train, selection, tokenized["validation"], DataCollatorWithPadding(tokenizer),
+                    raw_validation=validation, max_length=cfg.max_length)
 
 
 # Settings that change how a run is carried out or logged, never its results.

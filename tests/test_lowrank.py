@@ -422,6 +422,7 @@ def test_lora_trim_vocab_and_factorize_run_in_a_recipe_on_minilm_and_sst2(tmp_pa
                 "embeddings": {"rank": 64},
                 "recovery": {"train": {**train, "max_steps": 1}, "distill": True},
             },
+            {"kind": "onnx", "name": "int8"},
         ],
     }
     path = tmp_path / "lowrank.yaml"
@@ -429,7 +430,7 @@ def test_lora_trim_vocab_and_factorize_run_in_a_recipe_on_minilm_and_sst2(tmp_pa
     assert main(["run", str(path), "--output-dir", str(tmp_path / "runs")]) == 0
 
     run = tmp_path / "runs" / "lowrank"
-    teacher, trimmed, factorized = json.loads((run / "report.json").read_text())["stages"]
+    teacher, trimmed, factorized, int8 = json.loads((run / "report.json").read_text())["stages"]
     assert teacher["lora"]["target_modules"] == ["query", "value"] and (run / "teacher" / "adapter" / "adapter_config.json").is_file()
     assert teacher["lora"]["trainable_params"] < teacher["params"] / 50
     assert trimmed["vocab_before"] == 30522 and 100 < trimmed["vocab_after"] < 5000
@@ -444,3 +445,31 @@ def test_lora_trim_vocab_and_factorize_run_in_a_recipe_on_minilm_and_sst2(tmp_pa
     assert [d["label"] for d in native] and len(AutoTokenizer.from_pretrained(run / "trimmed")) == trimmed["vocab_after"]
     ours = pipeline("text-classification", model=load_factorized(run / "factorized"), tokenizer=str(run / "factorized"), device="cpu")
     assert len(ours(sentences)) == 2
+
+    # The int8 export carries the trimmed tokenizer, and is scored on text tokenized that way.
+    assert AutoTokenizer.from_pretrained(run / "int8").get_vocab() == AutoTokenizer.from_pretrained(run / "trimmed").get_vocab()
+    assert abs(int8["metric_value"] - factorized["metric_value"]) <= 2 / 16
+    from optimum.onnxruntime import ORTModelForSequenceClassification
+    ort = pipeline("text-classification", model=ORTModelForSequenceClassification.from_pretrained(run / "int8"),
+                   tokenizer=str(run / "int8"), device="cpu")
+    assert [d["label"] for d in ort(sentences)] == [d["label"] for d in ours(sentences)]
+
+
+@pytest.mark.integration
+def test_pruning_after_trim_vocab_is_refused_naming_the_stage(tmp_path, glue_data_dir, minilm_dir, capsys):
+    import yaml
+
+    from distill.cli import main
+
+    recipe = {
+        "name": "order", "task": "sst2", "mixed_precision": "no",
+        "data": {"dir": str(glue_data_dir), "max_length": 32, "train_limit": 32, "eval_limit": 16},
+        "model": {"model": minilm_dir},
+        "stages": [{"kind": "teacher", "skip_training": True}, {"kind": "trim_vocab"},
+                   {"kind": "prune", "heads": {"share": 0.25}}],
+    }
+    path = tmp_path / "order.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    assert main(["run", str(path), "--output-dir", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err
+    assert "stages[2].input" in err and "trimmed vocabulary" in err

@@ -267,7 +267,7 @@ def stub_context(tmp_path: Path, tokenizer, tiny_dir: Path, stage: dict, evaluat
                                                      "metrics": {"accuracy": input_metric}}))
     recipe = validate_recipe({**recipe_with(stage), "output_dir": str(tmp_path / "runs")})
     return SimpleNamespace(recipe=recipe, task=get_task("sst2"), tokenizer=tokenizer, accelerator=Accelerator(cpu=True),
-                           evaluate=lambda model, dataset=None: {"accuracy": evaluated},
+                           evaluate=lambda model, dataset=None, tokenizer=None: {"accuracy": evaluated},
                            input_dir=lambda s: source), recipe.stages[1]
 
 

@@ -4,11 +4,14 @@ and the report record."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
+from distill.errors import DistillError
 from distill.losses import hard_label_loss
 from distill.models import count_parameters, save_model, weights_size_bytes
+from distill.pipeline import commit_stage_dir
 from distill.recipe import dump_recipe
 from distill.train import TrainOutcome
 
@@ -29,11 +32,22 @@ def hard_label_step(is_regression: bool):
     return step
 
 
-def save_artifact(ctx, model, folder: Path) -> None:
-    """A `from_pretrained`/`pipeline`-loadable folder: safetensors weights, config, tokenizer."""
+def save_artifact(ctx, model, folder: Path, tokenizer=None) -> None:
+    """A `from_pretrained`/`pipeline`-loadable folder: safetensors weights, config, tokenizer (the
+    run's, unless the model has its own, e.g. after trim_vocab)."""
     if ctx.accelerator.is_main_process:
-        save_model(model, ctx.tokenizer, folder)
+        save_model(model, tokenizer or ctx.tokenizer, folder)
     ctx.accelerator.wait_for_everyone()
+
+
+def require_run_vocabulary(ctx, folder: Path, field: str) -> None:
+    """Training and pruning read the run's token ids; a trimmed vocabulary would take other ids."""
+    from transformers import AutoTokenizer
+
+    if AutoTokenizer.from_pretrained(folder).get_vocab() != ctx.tokenizer.get_vocab():
+        raise DistillError(f"{field}: {folder} has a trimmed vocabulary and this stage trains or prunes on the run's "
+                           "token ids; put trim_vocab after the stages that train or prune (factorize, onnx, bnb, "
+                           "cast and publish accept it)")
 
 
 def stage_record(ctx, stage, model, metrics: dict[str, float], outcome: TrainOutcome | None, folder: Path) -> dict[str, Any]:
@@ -63,3 +77,16 @@ def write_stage_files(ctx, folder: Path, record: dict[str, Any], history: list[d
         return
     (folder / "metrics.json").write_text(json.dumps(record, indent=2) + "\n")
     dump_recipe(ctx.recipe, folder / "recipe.yaml")
+
+
+def finish_stage(ctx, partial: Path, out_dir: Path, record: dict[str, Any], *, stage_hash: str, started: float,
+                 note: str | None = None) -> dict[str, Any]:
+    """The end every stage shares: stamp the record, write metrics.json and the recipe, move the
+    folder into place atomically, print one line."""
+    record.update(stage_hash=stage_hash, wall_seconds=time.perf_counter() - started, seed=ctx.recipe.seed)
+    write_stage_files(ctx, partial, record)
+    commit_stage_dir(ctx, partial, out_dir)
+    primary = ctx.task.primary_metric
+    if primary in record.get("metrics", {}):
+        ctx.accelerator.print(f"[{record['stage']}] {primary} = {record['metric_value']:.4f}" + (f" ({note})" if note else ""))
+    return record

@@ -17,9 +17,9 @@ from distill.general.loss import general_distillation_step, mlm_step, representa
 from distill.general.masking import fixed_mask_batches, masked_perplexity, mlm_collator
 from distill.general.mlm_models import freeze_body, load_mlm_model, pooler_weights, save_masked_lm
 from distill.models import build_student, count_parameters, weights_size_bytes
-from distill.pipeline import RunContext, commit_stage_dir, resumable_partial_dir
+from distill.pipeline import RunContext, resumable_partial_dir
 from distill.recipe import GeneralDistillStage, MlmHeadStage
-from distill.stages.common import write_stage_files
+from distill.stages.common import finish_stage
 from distill.train import TrainOutcome, train_model
 
 SELECTION_METRIC = "neg_perplexity"  # train_model keeps the highest value
@@ -85,13 +85,6 @@ def _save(ctx: RunContext, model, folder: Path, extra_weights: dict) -> None:
     ctx.accelerator.wait_for_everyone()
 
 
-def _finish(ctx: RunContext, partial: Path, out_dir: Path, record: dict, started: float, stage_hash: str) -> dict:
-    record.update(stage_hash=stage_hash, wall_seconds=time.perf_counter() - started, seed=ctx.recipe.seed)
-    write_stage_files(ctx, partial, record)
-    commit_stage_dir(ctx, partial, out_dir)
-    return record
-
-
 def run_mlm_head_stage(ctx: RunContext, stage: MlmHeadStage, out_dir: Path, stage_hash: str) -> dict:
     started = time.perf_counter()
     set_seed(ctx.recipe.seed)
@@ -113,7 +106,7 @@ def run_mlm_head_stage(ctx: RunContext, stage: MlmHeadStage, out_dir: Path, stag
     record = general_record(stage, model, partial, outcome, metrics, corpus)
     record.update(head_from_checkpoint=head_from_checkpoint, trained="head and body" if stage.train_body else "head")
     ctx.accelerator.print(f"[{stage.name}] held-out perplexity {before['perplexity']:.1f} -> {metrics['perplexity']:.2f}")
-    return _finish(ctx, partial, out_dir, record, started, stage_hash)
+    return finish_stage(ctx, partial, out_dir, record, stage_hash=stage_hash, started=started)
 
 
 def mlm_teacher_source(ctx: RunContext, stage: GeneralDistillStage) -> tuple[str, str | None]:
@@ -162,4 +155,4 @@ def run_general_distill_stage(ctx: RunContext, stage: GeneralDistillStage, out_d
                   teacher_params=count_parameters(teacher), student_layers=stage.student.layers, loss=stage.loss.model_dump())
     ctx.accelerator.print(f"[{stage.name}] held-out perplexity: student {metrics['perplexity']:.2f}, "
                           f"teacher {teacher_metrics['perplexity']:.2f}")
-    return _finish(ctx, partial, out_dir, record, started, stage_hash)
+    return finish_stage(ctx, partial, out_dir, record, stage_hash=stage_hash, started=started)

@@ -24,10 +24,10 @@ from distill import checkpoints
 from distill.errors import DistillError
 from distill.lowrank.factorize import RankRule, factorize_model, factorized_ranks, linear_flops_per_token
 from distill.lowrank.vocab import InputIdMap, fed_ids_of, token_counts, token_id_map, tokens_to_keep, trim_vocabulary
-from distill.models import count_parameters, load_classifier, save_model
-from distill.pipeline import RunContext, commit_stage_dir, fresh_partial_dir, resumable_partial_dir
+from distill.models import count_parameters, load_classifier
+from distill.pipeline import RunContext, fresh_partial_dir, resumable_partial_dir
 from distill.recipe import FactorizeStage, TrimVocabStage
-from distill.stages.common import hard_label_step, stage_record, write_stage_files
+from distill.stages.common import finish_stage, hard_label_step, save_artifact, stage_record
 from distill.stages.distill import distillation_loss, distillation_step
 from distill.stages.prune import recovery_teacher_name
 from distill.train import train_model
@@ -48,13 +48,6 @@ def _input(ctx: RunContext, stage, attn: str | None = None):
     record = json.loads(record_file.read_text()) if record_file.is_file() else {}
     model = load_classifier(str(folder), ctx.task, attn_implementation=attn)
     return folder, model, AutoTokenizer.from_pretrained(folder), record
-
-
-def _save(ctx: RunContext, model, tokenizer, folder: Path) -> None:
-    """Like stages.common.save_artifact, with the model's own tokenizer (it may differ from the run's)."""
-    if ctx.accelerator.is_main_process:
-        save_model(model, tokenizer, folder)
-    ctx.accelerator.wait_for_everyone()
 
 
 def _unwrapped(model: nn.Module) -> nn.Module:
@@ -125,10 +118,9 @@ def run_factorize_stage(ctx: RunContext, stage: FactorizeStage, out_dir: Path, s
             teacher = load_classifier(str(teacher_dir), ctx.task, attn_implementation=attn).to(device).eval()
             teacher = fed_ids_of(teacher, AutoTokenizer.from_pretrained(teacher_dir), ctx.tokenizer)
         student, outcome = _recover(ctx, stage, student, teacher, partial)
-    student.eval()
-    metrics = ctx.evaluate(student)
-    model = _unwrapped(student)
-    _save(ctx, model, tokenizer, partial)
+    model = _unwrapped(student).eval()
+    metrics = ctx.evaluate(model, tokenizer=tokenizer)  # on text tokenized its own way, as users run it
+    save_artifact(ctx, model, partial, tokenizer)
     record = stage_record(ctx, stage, model, metrics, None, partial)
     if outcome is not None:
         record.update(
@@ -151,17 +143,10 @@ def run_factorize_stage(ctx: RunContext, stage: FactorizeStage, out_dir: Path, s
         input=source.name,
         input_metric_value=(input_record.get("metrics") or {}).get(ctx.task.primary_metric, input_record.get("metric_value")),
         teacher=teacher_name,
-        stage_hash=stage_hash,
-        wall_seconds=time.perf_counter() - started,
-        seed=ctx.recipe.seed,
     )
-    write_stage_files(ctx, partial, record)
-    commit_stage_dir(ctx, partial, out_dir)
-    ctx.accelerator.print(
-        f"[{stage.name}] {ctx.task.primary_metric} = {metrics[ctx.task.primary_metric]:.4f} ({len(result.ranks)} layer(s) factorized; "
-        f"params {params_before:,} -> {record['params']:,}; linear FLOPs/token {-100 * record['flops_reduction']:+.1f}%)"
-    )
-    return record
+    return finish_stage(ctx, partial, out_dir, record, stage_hash=stage_hash, started=started,
+                        note=f"{len(result.ranks)} layer(s) factorized; params {params_before:,} -> {record['params']:,}; "
+                             f"linear FLOPs/token {-100 * record['flops_reduction']:+.1f}%")
 
 
 # ---------------------------------------------------------------- trim_vocab
@@ -187,9 +172,9 @@ def run_trim_vocab_stage(ctx: RunContext, stage: TrimVocabStage, out_dir: Path, 
     embedding_before = model.get_input_embeddings().weight.numel()
     vocab_before = len(tokenizer)
     model, trimmed = trim_vocabulary(model, tokenizer, keep)
-    metrics = ctx.evaluate(fed_ids_of(model.to(ctx.accelerator.device), trimmed, ctx.tokenizer))
+    metrics = ctx.evaluate(model.to(ctx.accelerator.device), tokenizer=trimmed)  # dev text through the new tokenizer
     partial = fresh_partial_dir(ctx, out_dir)
-    _save(ctx, model, trimmed, partial)
+    save_artifact(ctx, model, partial, trimmed)
     record = stage_record(ctx, stage, model, metrics, None, partial)
     record.update(
         params_before=params_before,
@@ -200,15 +185,7 @@ def run_trim_vocab_stage(ctx: RunContext, stage: TrimVocabStage, out_dir: Path, 
         embedding_params_after=model.get_input_embeddings().weight.numel(),
         input=source.name,
         input_metric_value=(input_record.get("metrics") or {}).get(ctx.task.primary_metric, input_record.get("metric_value")),
-        stage_hash=stage_hash,
-        wall_seconds=time.perf_counter() - started,
-        seed=ctx.recipe.seed,
     )
-    write_stage_files(ctx, partial, record)
-    commit_stage_dir(ctx, partial, out_dir)
-    ctx.accelerator.print(
-        f"[{stage.name}] {ctx.task.primary_metric} = {metrics[ctx.task.primary_metric]:.4f} "
-        f"(vocabulary {vocab_before:,} -> {len(trimmed):,}; params {params_before:,} -> {record['params']:,})"
-    )
-    return record
+    return finish_stage(ctx, partial, out_dir, record, stage_hash=stage_hash, started=started,
+                        note=f"vocabulary {vocab_before:,} -> {len(trimmed):,}; params {params_before:,} -> {record['params']:,}")
 

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 from transformers import set_seed
 
 from distill.errors import DistillError
-from distill.pipeline import RunContext, commit_stage_dir, fresh_partial_dir
+from distill.pipeline import RunContext, fresh_partial_dir
 from distill.pruning import (
     ffn_importance,
     head_importance,
@@ -31,7 +31,7 @@ from distill.pruning import (
 )
 from distill.pruning.structure import PRUNING_KEY, sync_pruning_config, transformer_blocks
 from distill.recipe import PruneStage, TeacherStage
-from distill.stages.common import hard_label_step, save_artifact, stage_record, write_stage_files
+from distill.stages.common import finish_stage, hard_label_step, require_run_vocabulary, save_artifact, stage_record
 from distill.stages.distill import distillation_loss, distillation_step
 from distill.train import TrainOutcome, train_model
 
@@ -131,6 +131,7 @@ def run_prune_stage(ctx: RunContext, stage: PruneStage, out_dir: Path, stage_has
     set_seed(ctx.recipe.seed)
     device = ctx.accelerator.device
     source_name = _input_name(ctx, stage)
+    require_run_vocabulary(ctx, ctx.outputs[source_name], f"{field}.input")
     model = load_pruned(ctx.outputs[source_name]).to(device)
     try:
         transformer_blocks(model)
@@ -179,14 +180,7 @@ def run_prune_stage(ctx: RunContext, stage: PruneStage, out_dir: Path, stage_has
         teacher=teacher_name,
         iterations=stage.iterations,
         scoring_seconds=scoring_seconds,
-        stage_hash=stage_hash,
-        wall_seconds=time.perf_counter() - started,
-        seed=ctx.recipe.seed,
     )
-    write_stage_files(ctx, partial, record)
-    commit_stage_dir(ctx, partial, out_dir)
-    ctx.accelerator.print(
-        f"[{stage.name}] {ctx.task.primary_metric} = {metrics[ctx.task.primary_metric]:.4f} "
-        f"({record['heads_pruned']}/{record['heads_total']} heads, {record['ffn_pruned']}/{record['ffn_total']} FFN neurons removed)"
-    )
-    return record
+    return finish_stage(ctx, partial, out_dir, record, stage_hash=stage_hash, started=started,
+                        note=f"{record['heads_pruned']}/{record['heads_total']} heads, "
+                             f"{record['ffn_pruned']}/{record['ffn_total']} FFN neurons removed")

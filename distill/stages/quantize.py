@@ -8,8 +8,13 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoTokenizer
 
 from distill.errors import DistillError
+from distill.lowrank.vocab import token_id_map
 from distill.models import count_parameters
 from distill.pipeline import RunContext, commit_stage_dir, fresh_partial_dir
 from distill.quantize.artifacts import (
@@ -26,15 +31,15 @@ def run_onnx_stage(ctx: RunContext, stage: OnnxStage, out_dir: Path, stage_hash:
     from distill.quantize.ort import build_onnx_classifier, load_onnx_classifier
 
     started = time.perf_counter()
-    source, input_record = _input(ctx, stage)
+    source, input_record, tokenizer = _input(ctx, stage)
     model = load_torch_classifier(source)
     partial = fresh_partial_dir(ctx, out_dir)
     details = None
     if ctx.accelerator.is_main_process:
-        calibration = _calibration_examples(ctx, stage.calibration_examples) if stage.quantization == "static" else None
+        calibration = _calibration_examples(ctx, stage.calibration_examples, tokenizer) if stage.quantization == "static" else None
         details = build_onnx_classifier(
             model,
-            ctx.tokenizer,
+            tokenizer,
             partial,
             optimization_level=stage.optimization_level,
             quantization=stage.quantization,
@@ -45,7 +50,7 @@ def run_onnx_stage(ctx: RunContext, stage: OnnxStage, out_dir: Path, stage_hash:
         )
     ctx.accelerator.wait_for_everyone()
     ort_model = load_onnx_classifier(partial)
-    return _finish(ctx, stage, ort_model, partial, out_dir, stage_hash, started, input_record,
+    return _finish(ctx, stage, ort_model, tokenizer, partial, out_dir, stage_hash, started, input_record,
                    torch_model=model, params=count_parameters(model), details=details)
 
 
@@ -53,7 +58,7 @@ def run_bnb_stage(ctx: RunContext, stage: BnbStage, out_dir: Path, stage_hash: s
     from distill.quantize.bnb import bnb_config, parameter_count, quantize_bnb
 
     started = time.perf_counter()
-    source, input_record = _input(ctx, stage)
+    source, input_record, tokenizer = _input(ctx, stage)
     if not loads_with_from_pretrained(source):
         raise DistillError(f"{_field(ctx, stage, 'input')}: bitsandbytes quantizes while transformers loads the model, "
                            f"and transformers cannot rebuild {source} (factorized layers or uneven pruning); "
@@ -67,12 +72,12 @@ def run_bnb_stage(ctx: RunContext, stage: BnbStage, out_dir: Path, stage_hash: s
     )
     model = quantize_bnb(source, config, dtype=stage.dtype)
     partial = fresh_partial_dir(ctx, out_dir)
-    save_artifact(ctx, model, partial)  # before any inference (see distill/quantize/bnb.py)
+    save_artifact(ctx, model, partial, tokenizer)  # before any inference (see distill/quantize/bnb.py)
     details = {"bits": stage.bits, "dtype": stage.dtype, "skip_modules": stage.skip_modules}
     if stage.bits == 4:
         details.update(quant_type=config.bnb_4bit_quant_type, double_quant=config.bnb_4bit_use_double_quant,
                        compute_dtype=stage.compute_dtype or "fp32")
-    return _finish(ctx, stage, model, partial, out_dir, stage_hash, started, input_record,
+    return _finish(ctx, stage, model, tokenizer, partial, out_dir, stage_hash, started, input_record,
                    torch_model=model, params=parameter_count(model), details=details)
 
 
@@ -80,11 +85,11 @@ def run_cast_stage(ctx: RunContext, stage: CastStage, out_dir: Path, stage_hash:
     from distill.quantize.cast import cast_classifier
 
     started = time.perf_counter()
-    source, input_record = _input(ctx, stage)
+    source, input_record, tokenizer = _input(ctx, stage)
     model = cast_classifier(load_torch_classifier(source), stage.dtype)
     partial = fresh_partial_dir(ctx, out_dir)
-    save_artifact(ctx, model, partial)
-    return _finish(ctx, stage, model, partial, out_dir, stage_hash, started, input_record,
+    save_artifact(ctx, model, partial, tokenizer)
+    return _finish(ctx, stage, model, tokenizer, partial, out_dir, stage_hash, started, input_record,
                    torch_model=model, params=count_parameters(model), details={"dtype": stage.dtype})
 
 
@@ -92,8 +97,9 @@ def _field(ctx: RunContext, stage, name: str) -> str:
     return f"stages[{ctx.recipe.stages.index(stage)}].{name}"
 
 
-def _input(ctx: RunContext, stage) -> tuple[Path, dict]:
-    """The input stage's folder (a torch model) and its report record."""
+def _input(ctx: RunContext, stage) -> tuple[Path, dict, Any]:
+    """The input stage's folder (a torch model), its report record and its tokenizer (the run's,
+    or its own after trim_vocab)."""
     source = ctx.input_dir(stage)
     require_torch_artifact(source, _field(ctx, stage, "input"))
     metrics_file = source / "metrics.json"
@@ -101,21 +107,26 @@ def _input(ctx: RunContext, stage) -> tuple[Path, dict]:
     if stage.max_metric_drop is not None and record.get("metric") != ctx.task.primary_metric:
         raise DistillError(f"{_field(ctx, stage, 'max_metric_drop')}: the input {source} has no recorded "
                            f"{ctx.task.primary_metric} (metrics.json) to compare with")
-    return source, record
+    return source, record, AutoTokenizer.from_pretrained(source)
 
 
-def _calibration_examples(ctx: RunContext, count: int):
-    """Tokenized training examples (never the dev set the artifact is scored on)."""
+def _calibration_examples(ctx: RunContext, count: int, tokenizer):
+    """Tokenized training examples (never the dev set the artifact is scored on), in the ids of
+    the model's own vocabulary."""
     train = ctx.data.train.shuffle(seed=ctx.recipe.seed, keep_in_memory=True)
-    return train.select(range(min(count, len(train))), keep_in_memory=True).remove_columns(["labels"])
+    examples = train.select(range(min(count, len(train))), keep_in_memory=True).remove_columns(["labels"])
+    id_map = token_id_map(ctx.tokenizer, tokenizer)
+    if torch.equal(id_map, torch.arange(len(id_map))):
+        return examples
+    return examples.map(lambda row: {"input_ids": id_map[row["input_ids"]].tolist()}, keep_in_memory=True)
 
 
-def _finish(ctx, stage, model, partial: Path, out_dir: Path, stage_hash: str, started: float, input_record: dict,
+def _finish(ctx, stage, model, tokenizer, partial: Path, out_dir: Path, stage_hash: str, started: float, input_record: dict,
             *, torch_model, params: int, details: dict | None) -> dict:
     """Evaluate `model` (any backend), record it, check the metric drop, commit the folder.
     `params`: the parameter count before packing (`torch_model` is the module it describes)."""
     primary = ctx.task.primary_metric
-    metrics = ctx.evaluate(model)
+    metrics = ctx.evaluate(model, tokenizer=tokenizer)
     record = stage_record(ctx, stage, torch_model, metrics, None, partial)
     kind = describe_artifact(partial)
     input_name = input_record.get("stage", ctx.input_dir(stage).name)

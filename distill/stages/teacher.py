@@ -9,10 +9,10 @@ from transformers import set_seed
 
 from distill.models import load_classifier, load_model_source
 from distill import checkpoints
-from distill.pipeline import RunContext, commit_stage_dir, resumable_partial_dir
+from distill.pipeline import RunContext, resumable_partial_dir
 from distill.lowrank.lora import finish_lora, with_lora
 from distill.recipe import TeacherStage
-from distill.stages.common import hard_label_step, save_artifact, stage_record, write_stage_files
+from distill.stages.common import finish_stage, hard_label_step, require_run_vocabulary, save_artifact, stage_record
 from distill.train import train_model
 
 
@@ -20,6 +20,7 @@ def run_teacher_stage(ctx: RunContext, stage: TeacherStage, out_dir: Path, stage
     started = time.perf_counter()
     set_seed(ctx.recipe.seed)
     if stage.input is not None:  # an earlier stage's model, e.g. a general (masked-LM) student: fresh task head
+        require_run_vocabulary(ctx, ctx.input_dir(stage), f"stages[{ctx.recipe.stages.index(stage)}].input")
         model = load_classifier(str(ctx.input_dir(stage)), ctx.task, new_head_ok=True)
     else:
         model = load_model_source(ctx.recipe.model, ctx.task)
@@ -46,10 +47,6 @@ def run_teacher_stage(ctx: RunContext, stage: TeacherStage, out_dir: Path, stage
     metrics = ctx.evaluate(model)
     save_artifact(ctx, model, partial)
     record = stage_record(ctx, stage, model, metrics, outcome, partial)
-    record.update(stage_hash=stage_hash, wall_seconds=time.perf_counter() - started, seed=ctx.recipe.seed)
     if lora:
         record["lora"] = lora
-    write_stage_files(ctx, partial, record)
-    commit_stage_dir(ctx, partial, out_dir)
-    ctx.accelerator.print(f"[{stage.name}] {ctx.task.primary_metric} = {metrics[ctx.task.primary_metric]:.4f}")
-    return record
+    return finish_stage(ctx, partial, out_dir, record, stage_hash=stage_hash, started=started)
