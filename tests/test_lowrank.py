@@ -9,6 +9,7 @@ import warnings
 
 import pytest
 import torch
+from conftest import load_script
 from torch import nn
 from transformers import (
     AutoModelForSequenceClassification,
@@ -473,3 +474,17 @@ def test_pruning_after_trim_vocab_is_refused_naming_the_stage(tmp_path, glue_dat
     assert main(["run", str(path), "--output-dir", str(tmp_path / "runs")]) == 2
     err = capsys.readouterr().err
     assert "stages[2].input" in err and "trimmed vocabulary" in err
+
+
+@pytest.mark.integration
+def test_factorization_curve_script_writes_one_timed_record_per_point(tmp_path, glue_data_dir, minilm_classifier_dir):
+    out = tmp_path / "curve.json"
+    args = ["--model", str(minilm_classifier_dir), "--task", "sst2", "--out", str(out), "--data-dir", str(glue_data_dir),
+            "--work-dir", str(tmp_path / "work"), "--energies", "1.0", "0.5", "--embedding-ranks", "64", "--no-recovery",
+            "--train-limit", "64", "--eval-limit", "32", "--max-length", "32",
+            "--latency-batch-sizes", "1", "4", "--warmup", "1", "--repeats", "2", "--threads", "1"]
+    assert load_script("bench_lowrank").main(args) == 0
+    records = json.loads(out.read_text())
+    assert [(r["curve"], r["energy"], r["rank"]) for r in records] == [("linear", 1.0, None), ("linear", 0.5, None), ("embeddings", None, 64)]
+    assert records[1]["params"] < records[0]["params"] and records[2]["params"] < records[0]["params"]
+    assert all(r["latency_ms_bs1"] > 0 and r["latency_ms_bs4"] > 0 and r["recovery"] is False for r in records)

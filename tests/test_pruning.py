@@ -7,9 +7,11 @@ import copy
 import json
 import warnings
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 import torch
+from conftest import load_script
 from transformers import AutoModelForSequenceClassification, BertConfig, BertForSequenceClassification
 
 from distill.errors import DistillError
@@ -415,3 +417,20 @@ def test_prune_stage_runs_in_the_pipeline_on_minilm_and_sst2(tmp_path, glue_data
     ours = pipeline("text-classification", model=load_pruned(folder), tokenizer=str(folder), device="cpu")(sentences, top_k=None)
     for a, b in zip(native, ours):
         assert {d["label"]: pytest.approx(d["score"], abs=1e-6) for d in a} == {d["label"]: d["score"] for d in b}
+
+
+@pytest.mark.integration
+def test_pruning_curve_script_writes_one_timed_record_per_point(tmp_path, glue_data_dir, minilm_dir, minilm_classifier_dir):
+    script = load_script("bench_pruning")
+    assert script.main(["--model", minilm_dir, "--task", "sst2", "--out", str(tmp_path / "x.json")]) == 2  # no classifier
+    out = tmp_path / "curve.json"
+    args = ["--model", str(minilm_classifier_dir), "--task", "sst2", "--out", str(out), "--data-dir", str(glue_data_dir),
+            "--work-dir", str(tmp_path / "work"), "--head-shares", "0", "0.5", "--ffn-shares", "0.5", "--no-recovery",
+            "--train-limit", "64", "--eval-limit", "32", "--max-length", "32", "--importance-batches", "2",
+            "--latency-batch-sizes", "1", "4", "--warmup", "1", "--repeats", "2", "--threads", "1"]
+    assert script.main(args) == 0
+    records = json.loads(out.read_text())
+    assert [(r["curve"], r["share"], r["recovery"]) for r in records] == [("heads", 0.0, False), ("heads", 0.5, False), ("ffn", 0.5, False)]
+    assert [r["heads_pruned"] for r in records] == [0, 36, 0] and records[2]["ffn_pruned"] == 6 * 1536 // 2
+    assert all(r["latency_ms_bs1"] > 0 and r["latency_ms_bs4"] > 0 for r in records)
+    assert records[1]["params"] < records[0]["params"] and records[0]["command"].startswith("python scripts/bench_pruning.py")

@@ -19,8 +19,8 @@ class Interrupted(Exception):
     pass
 
 
-@pytest.fixture(scope="module")
-def accelerator():
+@pytest.fixture
+def accelerator():  # per test: conftest resets Accelerate's state after each one
     return Accelerator(cpu=True, mixed_precision="no")
 
 

@@ -1,0 +1,179 @@
+"""What the compression-curve scripts (scripts/bench_pruning.py, scripts/bench_lowrank.py) share:
+run a list of single-input stages on one saved student, reuse points already computed, time every
+point's model in torch, and write the list of records after each point.
+
+A point is a stage of a generated recipe whose `student` (and optional `teacher`) are existing
+folders, so each point is exactly what that stage does inside `distill run`."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+from typing import Callable
+
+import torch
+from accelerate import Accelerator
+from transformers import AutoTokenizer
+
+from distill.bench import dev_texts, fixed_length_inputs, median_latencies
+from distill.errors import DistillError
+from distill.models import load_classifier, load_tokenizer
+from distill.pipeline import RunContext, prepare_data, stage_fingerprint, task_of
+from distill.recipe import validate_recipe
+from distill.report import machine_info
+from distill.train import resolve_mixed_precision
+
+
+def add_common_args(parser: argparse.ArgumentParser, work_dir: str) -> None:
+    parser.add_argument("--model", required=True, help="trained student folder (a stage artifact)")
+    parser.add_argument("--task", required=True, help="GLUE task name, e.g. sst2")
+    parser.add_argument("--out", required=True, help="JSON file for the list of records")
+    parser.add_argument("--teacher", help="folder of the model recovery distils from (default: the student itself)")
+    parser.add_argument("--data-dir", help="GLUE folder (default: $DISTILL_DATA_DIR)")
+    parser.add_argument("--work-dir", default=work_dir, help="where each point's model is written")
+    parser.add_argument("--no-plain", action="store_true", help="skip the points without recovery")
+    parser.add_argument("--no-recovery", action="store_true", help="skip the points with recovery distillation")
+    parser.add_argument("--recovery-epochs", type=float, default=1.0)
+    parser.add_argument("--recovery-steps", type=int, help="optimizer steps per recovery (overrides epochs)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--learning-rate", type=float, default=5e-5)
+    parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--train-limit", type=int)
+    parser.add_argument("--eval-limit", type=int)
+    parser.add_argument("--holdout-size", type=int, help="train examples that pick recovery checkpoints (default: validation)")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--mixed-precision", default="auto", choices=["auto", "no", "bf16", "fp16"])
+    parser.add_argument("--latency-batch-sizes", type=int, nargs="+", default=[1, 32])
+    parser.add_argument("--seq-length", type=int, default=64, help="dev sentences padded/cut to this many tokens for timing")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--threads", type=int, help="torch intra-op threads while timing (default: torch's)")
+
+
+def variants(args: argparse.Namespace) -> list[bool]:
+    """Whether each point is run without and/or with recovery."""
+    return ([False] if not args.no_plain else []) + ([True] if not args.no_recovery else [])
+
+
+def recovery_block(args: argparse.Namespace) -> dict:
+    train = {"epochs": args.recovery_epochs, "batch_size": args.batch_size, "learning_rate": args.learning_rate}
+    if args.recovery_steps:
+        train["max_steps"] = args.recovery_steps
+    return {"train": train, "distill": True}
+
+
+def curve_recipe(name: str, args: argparse.Namespace, point_stages: list[dict]) -> dict:
+    """A recipe whose first stages stand for the given folders, followed by the points."""
+    stages: list[dict] = [{"kind": "teacher", "name": "student", "skip_training": True}]
+    if args.teacher:
+        stages.append({"kind": "teacher", "name": "teacher", "skip_training": True})
+        for stage in point_stages:
+            if "recovery" in stage:
+                stage["teacher"] = "teacher"
+    data = {"max_length": args.max_length, "train_limit": args.train_limit, "eval_limit": args.eval_limit, "dir": args.data_dir,
+            "holdout_size": args.holdout_size}
+    return {
+        "name": name,
+        "task": args.task,
+        "seed": args.seed,
+        "mixed_precision": args.mixed_precision,
+        "data": {k: v for k, v in data.items() if v is not None},
+        "model": {"model": args.model},
+        "stages": stages + point_stages,
+    }
+
+
+def run_curve(script: str, args: argparse.Namespace, raw_recipe: dict, kind: str, run_stage: Callable,
+              describe: Callable[[object], dict], argv: list[str] | None) -> int:
+    """Run every `kind` stage of the recipe (reusing finished points), add `describe(stage)` and
+    provenance to each record, time the points' models, and write the list to --out."""
+    command = " ".join(["python", script, *(sys.argv[1:] if argv is None else argv)])
+    try:
+        for flag, folder in (("--model", args.model), ("--teacher", args.teacher)):
+            if not folder:
+                continue
+            if not (Path(folder) / "config.json").is_file():
+                raise DistillError(f"{flag} {folder}: not a saved model folder (no config.json)")
+            architectures = json.loads((Path(folder) / "config.json").read_text()).get("architectures") or []
+            if not any(a.endswith("ForSequenceClassification") for a in architectures):
+                raise DistillError(f"{flag} {folder}: not a sequence classifier ({architectures}); give a teacher or distill stage's folder")
+        recipe = validate_recipe(raw_recipe, source=Path(script).stem)
+        task = task_of(recipe)
+        accelerator = Accelerator(mixed_precision=resolve_mixed_precision(recipe.mixed_precision), cpu=not torch.cuda.is_available())
+        tokenizer = load_tokenizer(args.model)
+        data = prepare_data(recipe, task, tokenizer, args.data_dir)
+        texts = dev_texts(task, args.data_dir, max(args.latency_batch_sizes))
+    except DistillError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    work_dir = Path(args.work_dir)
+    ctx = RunContext(recipe, work_dir, task, tokenizer, data, accelerator, command)
+    ctx.outputs["student"] = Path(args.model)
+    if args.teacher:
+        ctx.outputs["teacher"] = Path(args.teacher)
+
+    records, folders, out = [], {}, Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for index, stage in enumerate(recipe.stages):
+        if stage.kind != kind:
+            continue
+        stage_hash = stage_fingerprint(recipe, index, {"model": str(Path(args.model).resolve()), "teacher": args.teacher})
+        out_dir = work_dir / stage.name
+        record = finished_record(out_dir, stage_hash) or run_stage(ctx, stage, out_dir, stage_hash)
+        record.update(describe(stage), recovery=stage.recovery is not None, model=args.model, task=task.name,
+                      command=command, machine=machine_info(),
+                      date=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+        records.append(record)
+        folders[stage.name] = out_dir
+        out.write_text(json.dumps(records, indent=2) + "\n")  # after every point: a long run keeps what it did
+        print(f"{stage.name}: {task.primary_metric} {record['metric_value']:.4f}, params {record['params']:,}", flush=True)
+
+    latencies, settings = measure_latency(folders, task, texts, args)
+    for record in records:
+        record.update(latencies[record["stage"]], latency_settings=settings)
+    out.write_text(json.dumps(records, indent=2) + "\n")
+    for record in records:
+        timing = ", ".join(f"bs{b} {record[f'latency_ms_bs{b}']:.1f} ms" for b in args.latency_batch_sizes)
+        print(f"{record['stage']}: {timing}")
+    return 0
+
+
+def finished_record(out_dir: Path, stage_hash: str) -> dict | None:
+    """The record of a point computed earlier with the same settings, else None."""
+    metrics = out_dir / "metrics.json"
+    if metrics.is_file():
+        record = json.loads(metrics.read_text())
+        if record.get("stage_hash") == stage_hash:
+            return record
+    return None
+
+
+def measure_latency(folders: dict[str, Path], task, texts, args: argparse.Namespace) -> tuple[dict[str, dict], dict]:
+    """Median latency per artifact and batch size, the artifacts timed in interleaved rounds
+    (distill.bench's method; our loader, since pruned and factorized folders need it)."""
+    threads = args.threads or torch.get_num_threads()
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        models = {name: load_classifier(str(folder), task).eval() for name, folder in folders.items()}
+        tokenizers = {name: AutoTokenizer.from_pretrained(folder) for name, folder in folders.items()}
+        results: dict[str, dict] = {name: {} for name in folders}
+        with torch.inference_mode():
+            for batch in args.latency_batch_sizes:
+                inputs = {name: fixed_length_inputs(tokenizers[name], texts[:batch], args.seq_length) for name in folders}
+                calls = {name: (lambda m=models[name], x=inputs[name]: m(**x).logits) for name in folders}
+                for name, seconds in median_latencies(calls, args.warmup, args.repeats).items():
+                    results[name][f"latency_ms_bs{batch}"] = 1000 * seconds
+                    results[name][f"throughput_bs{batch}"] = batch / seconds
+    finally:
+        torch.set_num_threads(previous)
+    settings = {
+        "threads": threads,
+        "batch_sizes": args.latency_batch_sizes,
+        "inputs": f"first {max(args.latency_batch_sizes)} dev examples, padded/cut to {args.seq_length} tokens",
+        "timing": f"median of {args.repeats} calls after {args.warmup} warm-up calls, models interleaved round by round",
+    }
+    return results, settings
