@@ -342,3 +342,23 @@ def test_publish_stage_dry_run_writes_its_upload_folder_and_a_report_record(run_
     assert json.loads((run_dir / "publish" / "metrics.json").read_text())["stage_hash"] == "hash0"
     report = json.loads((run_dir / "report.json").read_text())
     assert "| publish | publish |" in markdown_table({**report, "stages": [*report["stages"], record]})
+
+
+def test_card_describes_benchmarked_compression_stages_by_what_they_removed(run_dir):
+    """A benchmark gives every record a backend; only onnx/bnb/cast stages are conversions."""
+    from distill.publish.card import describe_stage
+
+    report = json.loads((run_dir / "report.json").read_text())
+    report["stages"] += [
+        {"stage": "pruned", "kind": "prune", "backend": "torch", "precision": "fp32", "train_steps": 120, "metric": "accuracy",
+         "metric_value": 0.7, "heads_pruned": 6, "heads_total": 12, "ffn_pruned": 30, "ffn_total": 37},
+        {"stage": "trimmed", "kind": "trim_vocab", "backend": "torch", "precision": "fp32", "train_steps": 0,
+         "metric": "accuracy", "metric_value": 0.7, "vocab_before": 30522, "vocab_after": 12037},
+    ]
+    (run_dir / "report.json").write_text(json.dumps(report))
+    run = load_run(run_dir)
+
+    pruned, trimmed = describe_stage(run, "pruned", "sst2"), describe_stage(run, "trimmed", "sst2")
+    assert pruned.startswith("structured pruning: 6 of 12 attention heads and 30 of 37 FFN neurons removed, then 120 recovery")
+    assert trimmed.startswith("vocabulary trimmed to the tokens the task's data uses, 30,522 → 12,037")
+    assert "converted" not in pruned + trimmed

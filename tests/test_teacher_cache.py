@@ -45,7 +45,7 @@ def test_cached_logits_equal_live_teacher_logits_in_row_order(teacher, data, col
     logits, info = teacher_logits(model, folder, data, collator, 16, Accelerator(cpu=True), tmp_path)
     assert not info["cache_hit"]
     with torch.no_grad():
-        for i in (0, 17, 39):
+        for i in range(len(data)):  # rows of 2-9 tokens: the cache pass sorts them by length
             live = model(input_ids=torch.tensor([data[i]["input_ids"]])).logits[0]
             assert torch.allclose(logits[i], live, atol=1e-5)
 

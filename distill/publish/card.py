@@ -15,6 +15,7 @@ from huggingface_hub import ModelCard
 from distill.errors import DistillError
 from distill.publish.metadata import base_model_id, card_data, task_title
 from distill.publish.run_info import (
+    CONVERSION_KINDS,
     STUDENT_KINDS,
     RunInfo,
     artifact_metrics,
@@ -127,19 +128,26 @@ def describe_stage(run: RunInfo, name: str, task_name: str) -> str:
         else:
             what = (f"{student} trained on the hard labels only ({steps} steps, no distillation): "
                     "the control for what distillation bought")
-    elif r.get("backend"):  # a quantization stage: onnx / bnb / cast
+    elif kind in CONVERSION_KINDS:
         details = r.get("quantization") if isinstance(r.get("quantization"), dict) else {}
         how = ", ".join(k.replace("_", " ") + ("" if v is True else f" {v}")
                         for k, v in details.items() if v not in (None, False, "none"))
         what = f"converted to {r['backend']} {r.get('precision') or ''}".rstrip() + (f" ({how})" if how else "")
         if r.get("metric_drop") is not None:
             what += f"; {r.get('metric')} change vs its input {0.0 - 100 * r['metric_drop']:+.2f}"
+    elif kind == "trim_vocab" and r.get("vocab_after"):
+        what = f"vocabulary trimmed to the tokens the task's data uses, {r['vocab_before']:,} → {r['vocab_after']:,}"
+    elif kind == "factorize" and r.get("ranks") is not None:
+        what = (f"{len(r['ranks'])} weight matrices replaced by truncated-SVD factor pairs, "
+                f"linear FLOPs per token {-100 * r.get('flops_reduction', 0.0):+.1f} %")
+    elif kind == "prune":
+        removed = [f"{r.get(done, 0)} of {r[total]} {unit}" for done, total, unit in
+                   (("heads_pruned", "heads_total", "attention heads"), ("ffn_pruned", "ffn_total", "FFN neurons")) if r.get(total)]
+        what = "structured pruning: " + (" and ".join(removed) if removed else "nothing") + " removed"
     else:
-        what = f"{kind}" + (f", then {steps} recovery training steps" if steps else "")
-    for done, total, unit in (("heads_pruned", "heads_total", "attention heads"),
-                              ("ffn_pruned", "ffn_total", "FFN neurons")):
-        if r.get(total):
-            what += f"; {r.get(done, 0)} of {r[total]} {unit} removed"
+        what = f"{kind}"
+    if kind not in CONVERSION_KINDS | STUDENT_KINDS | {"teacher"} and steps:
+        what += f", then {steps} recovery training steps"
     if r.get("seeds"):
         what += f"; {len(r['seeds'])} seeds (mean ± std), the saved model is seed {r.get('artifact_seed')}"
     if r.get("metric_value") is not None:
@@ -190,7 +198,7 @@ def result_notes(run: RunInfo, stage: str, chain: list[str], latencies: bool) ->
         })
         bench = run.report.get("benchmark") or {}
         how = "; ".join(str(bench[k]) for k in ("timing", "inputs") if bench.get(k))
-        threads = f"{bench['threads']} threads, " if bench.get("threads") else ""
+        threads = f"{bench['threads']} thread{'s' if bench['threads'] != 1 else ''}, " if bench.get("threads") else ""
         notes.append(f"Latency: ms per call at batch size b{' (' + how + ')' if how else ''}; "
                      f"{threads}measured on: {'; '.join(hardware)}.")
     return notes

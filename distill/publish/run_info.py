@@ -20,6 +20,8 @@ from distill.errors import DistillError
 
 # Kinds that build their model from the stage named in `teacher` (a student copied from it).
 STUDENT_KINDS = {"distill", "baseline"}
+# Kinds that convert their input's weights (new backend or precision) without training.
+CONVERSION_KINDS = {"onnx", "bnb", "cast"}
 # Kinds that write no model of their own.
 NON_MODEL_KINDS = {"publish", "report", "bench"}
 # Never part of a published artifact: half-written folders, other seeds' models, trainer state.
