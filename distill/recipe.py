@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -178,181 +177,6 @@ class BaselineStage(Strict):
     lora: LoraSettings | None = None
 
 
-class HeadPruningConfig(Strict):
-    """Which attention heads a prune stage removes: a share chosen by importance, or explicit lists."""
-
-    # Share of ALL the model's heads removed once the stage is done (counting heads removed earlier).
-    share: float | None = None
-    scope: Literal["global", "layer"] = "global"  # rank heads across layers (Michel et al.) or take `share` of each layer
-    per_layer: dict[int, list[int]] | None = None  # {layer: [head, ...]} to remove, original head indices
-    # Heads every layer keeps. 0 lets a layer lose all its heads: such models reload only through
-    # distill.pruning.load_pruned (transformers' native loading cannot run a 0-head layer).
-    min_per_layer: int = Field(1, ge=0)
-    normalize: bool = True  # L2-normalise importance per layer before ranking across layers
-
-    @field_validator("share")
-    @classmethod
-    def _share_range(cls, share: float | None) -> float | None:
-        if share is not None and not 0 <= share < 1:
-            raise ValueError("must be in [0, 1)")
-        return share
-
-    @field_validator("per_layer")
-    @classmethod
-    def _lists_valid(cls, per_layer: dict[int, list[int]] | None) -> dict[int, list[int]] | None:
-        if per_layer is None:
-            return None
-        if not per_layer:
-            raise ValueError("must name at least one layer")
-        for layer, heads in per_layer.items():
-            if layer < 0 or not heads or any(h < 0 for h in heads) or len(set(heads)) != len(heads):
-                raise ValueError(f"layer {layer}: give a layer index >= 0 and a non-empty list of distinct head indices >= 0")
-        return per_layer
-
-    @model_validator(mode="after")
-    def _one_rule(self) -> "HeadPruningConfig":
-        if (self.share is None) == (self.per_layer is None):
-            raise ValueError("give either share or per_layer")
-        return self
-
-
-class FfnPruningConfig(Strict):
-    """FFN (intermediate) neuron pruning."""
-
-    share: float  # of each layer's original neurons, removed once the stage is done
-    # `layer`: the same count from every layer (a standard config, loads natively); `global`:
-    # lowest scores across layers (per-layer sizes: loads only through distill.pruning.load_pruned).
-    scope: Literal["layer", "global"] = "layer"
-    method: Literal["taylor", "magnitude"] = "taylor"  # |activation x gradient| on task data, or weight norms
-
-    @field_validator("share")
-    @classmethod
-    def _share_range(cls, share: float) -> float:
-        if not 0 <= share < 1:
-            raise ValueError("must be in [0, 1)")
-        return share
-
-
-class ImportanceConfig(Strict):
-    """Task data used to score heads and neurons (training split, shuffled with the recipe seed)."""
-
-    batches: int | None = Field(64, gt=0)  # None = the whole training split
-    batch_size: int = Field(32, gt=0)
-
-
-class RecoveryConfig(Strict):
-    """Training after each pruning step."""
-
-    train: TrainConfig = TrainConfig(epochs=1.0)
-    distill: bool = True  # distil from the stage's teacher; false: hard labels only
-    loss: LossConfig = LossConfig()
-
-
-class PruneStage(Strict):
-    """Structured pruning: physically remove attention heads and/or FFN neurons, optionally in
-    several steps with recovery training after each."""
-
-    kind: Literal["prune"]
-    name: str = "pruned"
-    input: str | None = None  # the stage whose model is pruned; default: the previous stage
-    # Teacher for recovery distillation; default: the last teacher stage, else the unpruned input.
-    teacher: str | None = None
-    heads: HeadPruningConfig | None = None
-    ffn: FfnPruningConfig | None = None
-    importance: ImportanceConfig = ImportanceConfig()
-    iterations: int = Field(1, ge=1)  # steps to reach the shares (e.g. 2: half the way, then all)
-    recovery: RecoveryConfig | None = None
-
-    @model_validator(mode="after")
-    def _something_to_prune(self) -> "PruneStage":
-        if self.heads is None and self.ffn is None:
-            raise ValueError("give heads and/or ffn (what to prune)")
-        if self.iterations > 1 and self.heads is not None and self.heads.per_layer is not None:
-            raise ValueError("explicit heads.per_layer lists are removed in one step: set iterations to 1")
-        return self
-
-
-HUB_REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}")  # ORG/NAME
-
-
-class PublishStage(Strict):
-    """Push an evaluated artifact of this run to the Hugging Face Hub with a generated model card."""
-
-    kind: Literal["publish"]
-    name: str = "publish"
-    repo_id: str  # ORG/NAME on the Hub
-    stage: str | None = None  # whose artifact is pushed; default: the last earlier stage holding a model
-    private: bool = False  # applies when the repo is created; an existing repo keeps its visibility
-    revision: str | None = None  # branch to push to (created when missing); default: main
-    license: str = "apache-2.0"  # the card's license id
-    include_logs: bool = False  # also upload training logs (train_log.jsonl)
-    dry_run: bool = False  # write the exact upload folder to <run>/<name>/upload/ and push nothing
-
-    @field_validator("repo_id")
-    @classmethod
-    def _repo_id_valid(cls, repo_id: str) -> str:
-        if not HUB_REPO_ID.fullmatch(repo_id) or ".." in repo_id:
-            raise ValueError("must be ORG/NAME (letters, digits, '-', '_', '.')")
-        return repo_id
-
-
-class OnnxStage(Strict):
-    """Export to ONNX Runtime through Optimum, optionally optimize the graph and quantize to int8."""
-
-    kind: Literal["onnx"]
-    name: str = "onnx"
-    input: str | None = None  # the torch stage exported; default: the previous stage
-    quantization: Literal["none", "dynamic", "static"] = "dynamic"  # static: activation ranges calibrated on train
-    # ONNX Runtime graph optimizations baked into the file: 0 none, 1 basic, 2 extended + transformer
-    # fusions, 99 all (hardware-specific). With int8 only 0 or 1 (the quantizer cannot read fused ops).
-    optimization_level: Literal[0, 1, 2, 99] = 0
-    per_channel: bool = True  # one int8 scale per output channel: slower to build, closer to fp32
-    isa: Literal["auto", "avx2", "avx512", "avx512_vnni", "arm64"] = "auto"  # auto: from this CPU's flags
-    calibration_examples: int = Field(128, gt=0)  # static only: training examples used to calibrate
-    calibration_method: Literal["minmax", "entropy", "percentile"] = "minmax"
-    max_metric_drop: float | None = Field(None, ge=0)  # fail when the metric falls more than this below the input's
-
-    @field_validator("optimization_level")
-    @classmethod
-    def _level_fits_quantization(cls, level: int, info) -> int:
-        if level > 1 and info.data.get("quantization", "none") != "none":
-            raise ValueError("levels 2 and 99 fuse ops the int8 quantizer cannot read: use 0 or 1 with quantization "
-                             "(ONNX Runtime still optimizes the graph when it loads the model)")
-        return level
-
-
-class BnbStage(Strict):
-    """bitsandbytes weights: LLM.int8 (bits 8) or 4-bit nf4/fp4. Saves memory, not CPU time."""
-
-    kind: Literal["bnb"]
-    name: str = "bnb"
-    input: str | None = None
-    bits: Literal[4, 8] = 8
-    quant_type: Literal["nf4", "fp4"] | None = None  # 4-bit only; default nf4
-    double_quant: bool | None = None  # 4-bit only: quantize the scales too; default true
-    compute_dtype: Literal["fp32", "fp16", "bf16"] | None = None  # 4-bit only: matmul dtype; default fp32
-    dtype: Literal["fp32", "fp16", "bf16"] = "fp32"  # what stays unquantized (embeddings, LayerNorm, head)
-    skip_modules: list[str] = ["classifier", "pooler"]  # module names kept unquantized (the task head)
-    max_metric_drop: float | None = Field(None, ge=0)
-
-    @field_validator("quant_type", "double_quant", "compute_dtype")
-    @classmethod
-    def _four_bit_only(cls, value, info):
-        if value is not None and info.data.get("bits") == 8:
-            raise ValueError("only applies to bits: 4")
-        return value
-
-
-class CastStage(Strict):
-    """A half-precision copy (fp16 or bf16) of a torch model."""
-
-    kind: Literal["cast"]
-    name: str = "cast"
-    input: str | None = None
-    dtype: Literal["fp16", "bf16"]
-    max_metric_drop: float | None = Field(None, ge=0)
-
-
 class BenchmarkConfig(Strict):
     """Latency and memory of every stage's artifact, measured at the end of `distill run`."""
 
@@ -372,7 +196,10 @@ class BenchmarkConfig(Strict):
         return sizes
 
 
-# Low-rank stages and the `lora:` block live in their own module; it needs Strict and RecoveryConfig above.
+# Stage schemas beyond the pipeline issue's live in their own modules, which import Strict and the
+# configs above; the names are re-exported here, so `from distill.recipe import PruneStage` works.
+from distill.schema_prune import PruneStage, RecoveryConfig  # noqa: E402, F401
+from distill.schema_export import HUB_REPO_ID, BnbStage, CastStage, OnnxStage, PublishStage  # noqa: E402, F401
 from distill.schema_lowrank import FactorizeStage, LoraSettings, TrimVocabStage  # noqa: E402
 # General (raw-text) distillation stages, likewise: distill/schema_general.py.
 from distill.schema_general import GeneralDistillStage, MlmHeadStage  # noqa: E402

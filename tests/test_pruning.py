@@ -7,7 +7,6 @@ import copy
 import json
 import warnings
 from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
 import torch
