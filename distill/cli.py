@@ -34,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("overrides", nargs="*", metavar="key.path=value")
 
     evaluate = commands.add_parser("eval", help="evaluate a saved model on a task's dev set", description="Evaluate a "
-                                   "saved classifier folder on a task's validation split with the task's metrics.")
+                                   "saved classifier folder (torch, ONNX Runtime or bitsandbytes) on a task's "
+                                   "validation split with the task's metrics.")
     evaluate.add_argument("model_dir")
     evaluate.add_argument("--task", required=True, help="GLUE task name (sst2, mrpc, rte, cola, stsb, qnli, wnli)")
     evaluate.add_argument("--data-dir", help=DATA_DIR_HELP)
@@ -106,19 +107,22 @@ def cmd_eval(args) -> int:
     from distill.data import load_task_splits, resolve_data_dir, take_subset, tokenize_splits
     from distill.evaluation import evaluate_model
     from distill.models import load_classifier, load_tokenizer
+    from distill.quantize.artifacts import describe_artifact, load_artifact
     from distill.tasks import get_task
 
     if not Path(args.model_dir).is_dir():
         raise DistillError(f"{args.model_dir}: no such model folder")
     task = get_task(args.task)
     tokenizer = load_tokenizer(args.model_dir)
-    model = load_classifier(args.model_dir, task)
+    backend = describe_artifact(args.model_dir).backend
+    # ONNX Runtime and bitsandbytes folders load their own way; torch ones may still need a task head.
+    model = load_classifier(args.model_dir, task) if backend == "torch" else load_artifact(args.model_dir)[0]
     splits = load_task_splits(task, resolve_data_dir(args.data_dir), splits=("validation",))
     validation = take_subset(splits["validation"], args.limit, seed=0)
     tokenized = tokenize_splits(datasets.DatasetDict(validation=validation), tokenizer, task, args.max_length)
     accelerator = Accelerator(cpu=True) if not _has_gpu() else Accelerator()
     metrics = evaluate_model(model, tokenized["validation"], task, DataCollatorWithPadding(tokenizer), args.batch_size, accelerator)
-    print(json.dumps({"model": args.model_dir, "task": task.name, "examples": len(validation), **metrics}, indent=2))
+    print(json.dumps({"model": args.model_dir, "backend": backend, "task": task.name, "examples": len(validation), **metrics}, indent=2))
     return 0
 
 

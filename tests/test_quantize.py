@@ -353,3 +353,17 @@ def test_bnb_minilm_agrees_with_fp32_on_real_dev_sentences(minilm_sst2, bits, th
     model = quantize_bnb(minilm_sst2.root / "torch", bnb_config(bits))
     predictions = logits_of(model, minilm_sst2.inputs).argmax(-1).numpy()
     assert (predictions == minilm_sst2.fp32).mean() >= threshold
+
+
+@pytest.mark.integration
+def test_eval_command_scores_an_onnx_artifact_as_it_scores_the_torch_one(minilm_sst2, glue_data_dir, capsys):
+    from distill.cli import main
+
+    scores = {}
+    for folder in ("torch", "int8"):
+        assert main(["eval", str(minilm_sst2.root / folder), "--task", "sst2", "--data-dir", str(glue_data_dir),
+                     "--limit", "300", "--max-length", "64"]) == 0
+        scores[folder] = json.loads(capsys.readouterr().out)
+    assert [scores[f]["backend"] for f in ("torch", "int8")] == ["torch", "onnxruntime"]
+    assert scores["torch"]["accuracy"] > 0.6  # a head fitted on 256 sentences: well above chance
+    assert scores["int8"]["accuracy"] == pytest.approx(scores["torch"]["accuracy"], abs=0.03)
