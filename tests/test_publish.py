@@ -362,3 +362,13 @@ def test_card_describes_benchmarked_compression_stages_by_what_they_removed(run_
     assert pruned.startswith("structured pruning: 6 of 12 attention heads and 30 of 37 FFN neurons removed, then 120 recovery")
     assert trimmed.startswith("vocabulary trimmed to the tokens the task's data uses, 30,522 → 12,037")
     assert "converted" not in pruned + trimmed
+
+
+def test_card_template_ships_inside_the_package_and_is_model_cards_template():
+    """Installed from a wheel there is no model_cards/ folder: the template lives in the package
+    (a symlink in the repository, so model_cards/template.md stays the one file to edit)."""
+    import distill
+    from distill.publish.card import TEMPLATE_PATH
+
+    assert TEMPLATE_PATH.parent.is_relative_to(Path(distill.__file__).parent) and TEMPLATE_PATH.is_file()
+    assert TEMPLATE_PATH.read_text() == (Path(__file__).parents[1] / "model_cards" / "template.md").read_text()

@@ -29,7 +29,8 @@ from distill.publish.run_info import (
 )
 from distill.tasks import TASKS
 
-TEMPLATE_PATH = Path(__file__).resolve().parents[2] / "model_cards" / "template.md"
+# A symlink to model_cards/template.md (the file to edit), so the template ships inside the wheel.
+TEMPLATE_PATH = Path(__file__).with_name("model_card_template.md")
 
 PAIR_EXAMPLES = {
     "qnli": {"text": "Where is the Eiffel Tower?", "text_pair": "The Eiffel Tower stands on the Champ de Mars in Paris."},
