@@ -83,6 +83,14 @@ class RecoveryConfig(Strict):
     distill: bool = True  # distil from the stage's teacher; false: hard labels only
     loss: LossConfig = LossConfig()
 
+    @field_validator("train", mode="before")
+    @classmethod
+    def _one_epoch_unless_set(cls, train):
+        # A partial `train:` block keeps recovery's 1 epoch, not TrainConfig's 3.
+        if isinstance(train, dict) and "epochs" not in train:
+            return {"epochs": 1.0, **train}
+        return train
+
 
 class PruneStage(Strict):
     """Structured pruning: physically remove attention heads and/or FFN neurons, optionally in

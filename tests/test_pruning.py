@@ -346,6 +346,13 @@ def test_bad_prune_specs_name_the_field(prune, message):
     assert message in str(err.value)
 
 
+@pytest.mark.parametrize("train, epochs", [(None, 1.0), ({"learning_rate": 1e-4}, 1.0), ({"epochs": 2}, 2.0)])
+def test_recovery_trains_one_epoch_unless_the_recipe_says_otherwise(train, epochs):
+    recovery = {} if train is None else {"train": train}
+    stage = validate_recipe(_recipe_with({"heads": {"share": 0.5}, "recovery": recovery})).stages[1]
+    assert stage.recovery.train.epochs == epochs
+
+
 def test_head_index_out_of_range_names_the_field():
     with pytest.raises(DistillError, match=r"stages\[1\]\.heads\.per_layer\[0\]: head 12 out of range; the model has heads 0\.\.11"):
         heads_from_lists({0: [1, 12]}, n_layers=6, n_heads=12, field="stages[1].heads.per_layer")
