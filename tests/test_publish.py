@@ -344,8 +344,9 @@ def test_publish_stage_dry_run_writes_its_upload_folder_and_a_report_record(run_
     assert "| publish | publish |" in markdown_table({**report, "stages": [*report["stages"], record]})
 
 
-def test_card_describes_benchmarked_compression_stages_by_what_they_removed(run_dir):
-    """A benchmark gives every record a backend; only onnx/bnb/cast stages are conversions."""
+def test_card_describes_each_stage_kind_by_what_it_did(run_dir):
+    """A benchmark gives every record a backend, but only onnx/bnb/cast stages are conversions;
+    compression and raw-text stages say what they removed or trained."""
     from distill.publish.card import describe_stage
 
     report = json.loads((run_dir / "report.json").read_text())
@@ -354,6 +355,8 @@ def test_card_describes_benchmarked_compression_stages_by_what_they_removed(run_
          "metric_value": 0.7, "heads_pruned": 6, "heads_total": 12, "ffn_pruned": 30, "ffn_total": 37},
         {"stage": "trimmed", "kind": "trim_vocab", "backend": "torch", "precision": "fp32", "train_steps": 0,
          "metric": "accuracy", "metric_value": 0.7, "vocab_before": 30522, "vocab_after": 12037},
+        {"stage": "general", "kind": "general_distill", "train_steps": 396, "metric": "perplexity", "metric_value": 233.2,
+         "student_layers": [0, 2], "teacher_perplexity": 766.5, "loss": {"temperature": 2.0, "alpha_ce": 5.0, "alpha_mlm": 2.0}},
     ]
     (run_dir / "report.json").write_text(json.dumps(report))
     run = load_run(run_dir)
@@ -362,6 +365,10 @@ def test_card_describes_benchmarked_compression_stages_by_what_they_removed(run_
     assert pruned.startswith("structured pruning: 6 of 12 attention heads and 30 of 37 FFN neurons removed, then 120 recovery")
     assert trimmed.startswith("vocabulary trimmed to the tokens the task's data uses, 30,522 → 12,037")
     assert "converted" not in pruned + trimmed
+    general = describe_stage(run, "general", "sst2")
+    assert general.startswith("a student made of teacher layers [0, 2] distilled on raw text (396 steps; temperature 2.0; "
+                              "loss weights: ce 5, mlm 2); its teacher's held-out perplexity: 766.5")
+    assert "recovery" not in general
 
 
 def test_card_template_ships_inside_the_package_and_is_model_cards_template():

@@ -141,13 +141,26 @@ def describe_stage(run: RunInfo, name: str, task_name: str) -> str:
     elif kind == "factorize" and r.get("ranks") is not None:
         what = (f"{len(r['ranks'])} weight matrices replaced by truncated-SVD factor pairs, "
                 f"linear FLOPs per token {-100 * r.get('flops_reduction', 0.0):+.1f} %")
+    elif kind == "mlm_head":
+        tokens = (r.get("corpus") or {}).get("tokens")
+        what = (f"masked-LM head trained on {f'{tokens:,} tokens of ' if tokens else ''}raw text ({steps} steps, "
+                f"{r.get('trained', 'head')} trained)")
+        if (r.get("metrics") or {}).get("perplexity_before") is not None:
+            what += f"; held-out perplexity before: {r['metrics']['perplexity_before']:.1f}"
+    elif kind == "general_distill":
+        loss = r.get("loss") or {}
+        weights = ", ".join(f"{k[len('alpha_'):]} {v:g}" for k, v in loss.items() if k.startswith("alpha_") and v)
+        what = (f"a student made of teacher layers {r.get('student_layers')} distilled on raw text ({steps} steps; "
+                f"temperature {loss.get('temperature', '-')}; loss weights: {weights})")
+        if r.get("teacher_perplexity") is not None:
+            what += f"; its teacher's held-out perplexity: {r['teacher_perplexity']:.1f}"
     elif kind == "prune":
         removed = [f"{r.get(done, 0)} of {r[total]} {unit}" for done, total, unit in
                    (("heads_pruned", "heads_total", "attention heads"), ("ffn_pruned", "ffn_total", "FFN neurons")) if r.get(total)]
         what = "structured pruning: " + (" and ".join(removed) if removed else "nothing") + " removed"
     else:
         what = f"{kind}"
-    if kind not in CONVERSION_KINDS | STUDENT_KINDS | {"teacher"} and steps:
+    if kind not in CONVERSION_KINDS | STUDENT_KINDS | {"teacher", "mlm_head", "general_distill"} and steps:
         what += f", then {steps} recovery training steps"
     if r.get("seeds"):
         what += f"; {len(r['seeds'])} seeds (mean ± std), the saved model is seed {r.get('artifact_seed')}"
