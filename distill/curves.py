@@ -1,6 +1,6 @@
 """What the compression-curve scripts (scripts/bench_pruning.py, scripts/bench_lowrank.py) share:
 run a list of single-input stages on one saved student, reuse points already computed, time every
-point's model in torch, and write the list of records after each point.
+point's model (distill.bench's method), and write the list of records after each point.
 
 A point is a stage of a generated recipe whose `student` (and optional `teacher`) are existing
 folders, so each point is exactly what that stage does inside `distill run`."""
@@ -16,13 +16,13 @@ from typing import Callable
 
 import torch
 from accelerate import Accelerator
-from transformers import AutoTokenizer
+from pydantic import ValidationError
 
-from distill.bench import dev_texts, fixed_length_inputs, median_latencies
+from distill.bench import benchmark_folders, dev_texts
 from distill.errors import DistillError
-from distill.models import load_classifier, load_tokenizer
-from distill.pipeline import RunContext, prepare_data, stage_fingerprint, task_of
-from distill.recipe import validate_recipe
+from distill.models import load_tokenizer
+from distill.pipeline import RunContext, finished_record, prepare_data, stage_fingerprint, task_of
+from distill.recipe import BenchmarkConfig, validate_recipe
 from distill.report import machine_info
 from distill.train import resolve_mixed_precision
 
@@ -100,6 +100,7 @@ def run_curve(script: str, args: argparse.Namespace, raw_recipe: dict, kind: str
             architectures = json.loads((Path(folder) / "config.json").read_text()).get("architectures") or []
             if not any(a.endswith("ForSequenceClassification") for a in architectures):
                 raise DistillError(f"{flag} {folder}: not a sequence classifier ({architectures}); give a teacher or distill stage's folder")
+        timing = timing_config(args)  # checked before hours of points, used after them
         recipe = validate_recipe(raw_recipe, source=Path(script).stem)
         task = task_of(recipe)
         accelerator = Accelerator(mixed_precision=resolve_mixed_precision(recipe.mixed_precision), cpu=not torch.cuda.is_available())
@@ -117,21 +118,21 @@ def run_curve(script: str, args: argparse.Namespace, raw_recipe: dict, kind: str
 
     records, folders, out = [], {}, Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    provenance = {"model": args.model, "task": task.name, "command": command, "machine": machine_info()}
     for index, stage in enumerate(recipe.stages):
         if stage.kind != kind:
             continue
         stage_hash = stage_fingerprint(recipe, index, {"model": str(Path(args.model).resolve()), "teacher": args.teacher})
         out_dir = work_dir / stage.name
         record = finished_record(out_dir, stage_hash) or run_stage(ctx, stage, out_dir, stage_hash)
-        record.update(describe(stage), recovery=stage.recovery is not None, model=args.model, task=task.name,
-                      command=command, machine=machine_info(),
+        record.update(describe(stage), **provenance, recovery=stage.recovery is not None,
                       date=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
         records.append(record)
         folders[stage.name] = out_dir
         out.write_text(json.dumps(records, indent=2) + "\n")  # after every point: a long run keeps what it did
         print(f"{stage.name}: {task.primary_metric} {record['metric_value']:.4f}, params {record['params']:,}", flush=True)
 
-    latencies, settings = measure_latency(folders, task, texts, args)
+    latencies, settings = benchmark_folders(folders, texts, timing)
     for record in records:
         record.update(latencies[record["stage"]], latency_settings=settings)
     out.write_text(json.dumps(records, indent=2) + "\n")
@@ -141,39 +142,14 @@ def run_curve(script: str, args: argparse.Namespace, raw_recipe: dict, kind: str
     return 0
 
 
-def finished_record(out_dir: Path, stage_hash: str) -> dict | None:
-    """The record of a point computed earlier with the same settings, else None."""
-    metrics = out_dir / "metrics.json"
-    if metrics.is_file():
-        record = json.loads(metrics.read_text())
-        if record.get("stage_hash") == stage_hash:
-            return record
-    return None
-
-
-def measure_latency(folders: dict[str, Path], task, texts, args: argparse.Namespace) -> tuple[dict[str, dict], dict]:
-    """Median latency per artifact and batch size, the artifacts timed in interleaved rounds
-    (distill.bench's method; our loader, since pruned and factorized folders need it)."""
-    threads = args.threads or torch.get_num_threads()
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
+def timing_config(args: argparse.Namespace) -> BenchmarkConfig:
+    """distill.bench's timing settings from the flags (as `distill run` times every artifact; no
+    peak-memory processes here); a bad value names its flag."""
     try:
-        models = {name: load_classifier(str(folder), task).eval() for name, folder in folders.items()}
-        tokenizers = {name: AutoTokenizer.from_pretrained(folder) for name, folder in folders.items()}
-        results: dict[str, dict] = {name: {} for name in folders}
-        with torch.inference_mode():
-            for batch in args.latency_batch_sizes:
-                inputs = {name: fixed_length_inputs(tokenizers[name], texts[:batch], args.seq_length) for name in folders}
-                calls = {name: (lambda m=models[name], x=inputs[name]: m(**x).logits) for name in folders}
-                for name, seconds in median_latencies(calls, args.warmup, args.repeats).items():
-                    results[name][f"latency_ms_bs{batch}"] = 1000 * seconds
-                    results[name][f"throughput_bs{batch}"] = batch / seconds
-    finally:
-        torch.set_num_threads(previous)
-    settings = {
-        "threads": threads,
-        "batch_sizes": args.latency_batch_sizes,
-        "inputs": f"first {max(args.latency_batch_sizes)} dev examples, padded/cut to {args.seq_length} tokens",
-        "timing": f"median of {args.repeats} calls after {args.warmup} warm-up calls, models interleaved round by round",
-    }
-    return results, settings
+        return BenchmarkConfig(batch_sizes=args.latency_batch_sizes, seq_length=args.seq_length, warmup=args.warmup,
+                               repeats=args.repeats, threads=args.threads, memory=False)
+    except ValidationError as err:
+        first = err.errors()[0]
+        field = str(first["loc"][0])
+        flag = "--latency-batch-sizes" if field == "batch_sizes" else "--" + field.replace("_", "-")
+        raise DistillError(f"{flag}: {first['msg']}") from None

@@ -150,7 +150,7 @@ class Pipeline:
         for index, stage in enumerate(recipe.stages):
             stage_hash = stage_fingerprint(recipe, index, dict(ctx.stage_hashes))
             out_dir = self.run_dir / stage.name
-            record = _finished_record(out_dir, stage_hash)
+            record = finished_record(out_dir, stage_hash)
             if record is not None:
                 accelerator.print(f"[{stage.name}] already done with this recipe (hash {stage_hash}): reusing {out_dir}")
             else:
@@ -176,7 +176,8 @@ def _no_gpu() -> bool:
     return not torch.cuda.is_available()
 
 
-def _finished_record(out_dir: Path, stage_hash: str) -> dict[str, Any] | None:
+def finished_record(out_dir: Path, stage_hash: str) -> dict[str, Any] | None:
+    """The record of a stage finished earlier with the same fingerprint, else None."""
     metrics = out_dir / "metrics.json"
     if not metrics.is_file():
         return None

@@ -23,9 +23,10 @@ LABEL_CORNERS = ((6, 6, "left"), (6, -13, "left"), (-6, 6, "right"), (-6, -13, "
 def machine_info() -> str:
     import torch
 
-    cpu = _cpu_info("model name") or platform.processor() or platform.machine()
+    cpuinfo = _cpu_info()
+    cpu = cpuinfo.get("model name") or platform.processor() or platform.machine()
     # The same model name hides different vector units; they decide int8/bf16 speed.
-    flags = [f for f in ISA_FLAGS if f in (_cpu_info("flags") or "").split()]
+    flags = [f for f in ISA_FLAGS if f in cpuinfo.get("flags", "").split()]
     isa = f" ({' '.join(flags)})" if flags else ""
     return f"{cpu}{isa}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), {platform.system()}"
 
@@ -33,15 +34,17 @@ def machine_info() -> str:
 ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
 
 
-def _cpu_info(field: str) -> str | None:
-    """The first value of a /proc/cpuinfo field (Linux), else None."""
+def _cpu_info() -> dict[str, str]:
+    """The first CPU's /proc/cpuinfo fields (Linux), else {}."""
+    fields: dict[str, str] = {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(field):
-                return line.split(":", 1)[1].strip()
+            key, sep, value = line.partition(":")
+            if sep:
+                fields.setdefault(key.strip(), value.strip())
     except OSError:
         pass
-    return None
+    return fields
 
 
 def reference_record(records: list[dict[str, Any]], name: str | None = None) -> dict[str, Any] | None:

@@ -426,9 +426,12 @@ def test_prune_stage_runs_in_the_pipeline_on_minilm_and_sst2(tmp_path, glue_data
 
 
 @pytest.mark.integration
-def test_pruning_curve_script_writes_one_timed_record_per_point(tmp_path, glue_data_dir, minilm_dir, minilm_classifier_dir):
+def test_pruning_curve_script_writes_one_timed_record_per_point(tmp_path, glue_data_dir, minilm_dir, minilm_classifier_dir, capsys):
     script = load_script("bench_pruning")
     assert script.main(["--model", minilm_dir, "--task", "sst2", "--out", str(tmp_path / "x.json")]) == 2  # no classifier
+    assert script.main(["--model", str(minilm_classifier_dir), "--task", "sst2", "--out", str(tmp_path / "x.json"),
+                        "--latency-batch-sizes", "1", "1"]) == 2  # refused before any point is computed
+    assert "--latency-batch-sizes: Value error, must be distinct positive integers" in capsys.readouterr().err
     out = tmp_path / "curve.json"
     args = ["--model", str(minilm_classifier_dir), "--task", "sst2", "--out", str(out), "--data-dir", str(glue_data_dir),
             "--work-dir", str(tmp_path / "work"), "--head-shares", "0", "0.5", "--ffn-shares", "0.5", "--no-recovery",
