@@ -113,8 +113,8 @@ def cmd_eval(args) -> int:
     if not Path(args.model_dir).is_dir():
         raise DistillError(f"{args.model_dir}: no such model folder")
     task = get_task(args.task)
+    backend = describe_artifact(args.model_dir).backend  # first: a folder without config.json fails in one short line
     tokenizer = load_tokenizer(args.model_dir)
-    backend = describe_artifact(args.model_dir).backend
     # ONNX Runtime and bitsandbytes folders load their own way; torch ones may still need a task head.
     model = load_classifier(args.model_dir, task) if backend == "torch" else load_artifact(args.model_dir)[0]
     splits = load_task_splits(task, resolve_data_dir(args.data_dir), splits=("validation",))
