@@ -76,8 +76,10 @@ class StudentConfig(Strict):
     # Copy the weights from the (fine-tuned) teacher of this stage, or from the recipe's
     # pre-trained model (task head then starts random).
     init_from: Literal["teacher", "pretrained"] = "teacher"
-    # Alternatives to copying layers: another checkpoint, or a fresh model from config overrides.
+    # Another checkpoint (path or Hub id): the student as saved there, or, with `layers`, those
+    # layers copied out of it (e.g. the pre-trained model while the teacher is an already-tuned one).
     from_pretrained: str | None = None
+    # Or a fresh, randomly initialised model: the teacher's config with these fields changed.
     config_overrides: dict[str, Any] | None = None
 
     @field_validator("layers")
@@ -95,9 +97,8 @@ class StudentConfig(Strict):
 
     @model_validator(mode="after")
     def _one_source(self) -> "StudentConfig":
-        sources = [self.layers is not None, bool(self.from_pretrained), bool(self.config_overrides)]
-        if sum(sources) > 1:
-            raise ValueError("give one of layers, from_pretrained or config_overrides")
+        if self.config_overrides and (self.layers is not None or self.from_pretrained):
+            raise ValueError("config_overrides builds a fresh model: give it without layers or from_pretrained")
         return self
 
 

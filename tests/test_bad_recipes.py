@@ -64,7 +64,7 @@ SCHEMA_CASES = [
     (["stages.student.student.layers=[-1]"], "stages[0].student.layers: layer indices must be >= 0"),
     (["stages.student.student.layers=first"], "stages[0].student.layers: Input should be a valid list"),
     (["stages.student.student.init_from=elsewhere"], "stages[0].student.init_from"),
-    (["stages.student.student={layers: [0], from_pretrained: x}"], "give one of layers, from_pretrained or config_overrides"),
+    (["stages.student.student={layers: [0], config_overrides: {hidden_size: 64}}"], "config_overrides builds a fresh model"),
     (["stages.student.teacher=ghost"], "stages[0].teacher: no earlier stage named 'ghost'"),
     (["stages.student.seeds=notalist"], "stages[0].seeds: Input should be a valid list"),
     (["stages.baseline.loss={alpha_kd: 1}"], "stages[1].loss: unknown key"),

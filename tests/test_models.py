@@ -65,6 +65,17 @@ def test_config_overrides_build_a_fresh_smaller_student(teacher):
     assert (student.config.num_hidden_layers, student.config.hidden_size) == (2, 16)
 
 
+def test_layers_from_another_checkpoint_are_copied_out_of_it(tmp_path, teacher):
+    torch.manual_seed(1)
+    other = BertForSequenceClassification(teacher.config)
+    other.save_pretrained(tmp_path)
+    student = build_student(StudentConfig(from_pretrained=str(tmp_path), layers=[1, 4]), teacher, get_task("sst2"))
+    assert student.config.num_hidden_layers == 2
+    copied = student.bert.encoder.layer[1].attention.self.query.weight
+    assert torch.equal(copied, other.bert.encoder.layer[4].attention.self.query.weight)
+    assert not torch.equal(copied, teacher.bert.encoder.layer[4].attention.self.query.weight)
+
+
 def test_pickle_weights_are_refused_without_opt_in(tmp_path, teacher):
     teacher.save_pretrained(tmp_path, safe_serialization=False)
     with pytest.raises(DistillError, match="no safetensors weights.*allow_pickle"):
