@@ -171,7 +171,10 @@ def copy_layers_student(teacher: PreTrainedModel, layers: list[int]) -> PreTrain
 def build_student(spec: StudentConfig, init_model: PreTrainedModel, task: TaskSpec) -> PreTrainedModel:
     """The student a distill/baseline stage trains, from the stage's student spec."""
     if spec.from_pretrained:
-        source = load_classifier(spec.from_pretrained, task, new_head_ok=spec.layers is not None)
+        try:
+            source = load_classifier(spec.from_pretrained, task, new_head_ok=spec.layers is not None)
+        except DistillError as err:  # found only now: a Hub id cannot be checked when the recipe loads
+            raise DistillError(f"student.from_pretrained: {err}") from None
         return source if spec.layers is None else copy_layers_student(source, spec.layers)
     if spec.config_overrides:  # a fresh, randomly initialised student of another shape
         config = init_model.config.__class__.from_dict({**init_model.config.to_dict(), **spec.config_overrides})

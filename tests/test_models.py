@@ -76,6 +76,11 @@ def test_layers_from_another_checkpoint_are_copied_out_of_it(tmp_path, teacher):
     assert not torch.equal(copied, teacher.bert.encoder.layer[4].attention.self.query.weight)
 
 
+def test_unloadable_student_checkpoint_names_the_field(tmp_path, teacher):
+    with pytest.raises(DistillError, match=r"^student\.from_pretrained: model .*missing"):
+        build_student(StudentConfig(from_pretrained=str(tmp_path / "missing"), layers=[0]), teacher, get_task("sst2"))
+
+
 def test_pickle_weights_are_refused_without_opt_in(tmp_path, teacher):
     teacher.save_pretrained(tmp_path, safe_serialization=False)
     with pytest.raises(DistillError, match="no safetensors weights.*allow_pickle"):
