@@ -27,6 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("overrides", nargs="*", metavar="key.path=value", help="override recipe fields, e.g. stages.student.train.epochs=2")
     run.add_argument("--data-dir", help=DATA_DIR_HELP)
     run.add_argument("--output-dir", help="where run folders go (default: the recipe's output_dir, runs/)")
+    run.add_argument("--stages", metavar="NAME[,NAME…]", help="run only these stages (others are reused when "
+                     "finished, skipped when not), e.g. independent stages in parallel processes; a final run "
+                     "without --stages reuses them all and writes the full report")
 
     validate = commands.add_parser("validate", help="check a recipe without running it", description="Validate a recipe "
                                    "(and overrides) and print the resolved recipe.")
@@ -81,8 +84,10 @@ def cmd_run(args) -> int:
     if args.output_dir:
         overrides.append(f"output_dir={args.output_dir}")
     recipe = load_recipe(args.recipe, overrides)
-    command = " ".join(["distill", "run", args.recipe, *args.overrides] + (["--data-dir", args.data_dir] if args.data_dir else []))
-    Pipeline(recipe, data_dir=args.data_dir, command=command).run()
+    command = " ".join(["distill", "run", args.recipe, *args.overrides] + (["--data-dir", args.data_dir] if args.data_dir else [])
+                       + (["--stages", args.stages] if args.stages else []))
+    only_stages = [name.strip() for name in args.stages.split(",") if name.strip()] if args.stages else None
+    Pipeline(recipe, data_dir=args.data_dir, command=command, only_stages=only_stages).run()
     return 0
 
 

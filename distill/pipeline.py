@@ -37,6 +37,14 @@ class TaskData:
     max_length: int = 512
 
 
+class StageOutputs(dict):
+    """Stage name -> artifact folder. A stage left out of `distill run --stages` and not finished
+    has none, and a stage that needs it says so instead of failing on a missing folder."""
+
+    def __missing__(self, name: str) -> Path:
+        raise DistillError(f"stage '{name}' is not finished: run it first (add it to --stages, or run without --stages)")
+
+
 @dataclass
 class RunContext:
     recipe: Recipe
@@ -46,7 +54,7 @@ class RunContext:
     data: TaskData
     accelerator: Accelerator
     command: str
-    outputs: dict[str, Path] = field(default_factory=dict)  # stage name -> artifact folder
+    outputs: "StageOutputs" = field(default_factory=lambda: StageOutputs())  # stage name -> artifact folder
     stage_hashes: dict[str, str] = field(default_factory=dict)
 
     def input_dir(self, stage) -> Path:
@@ -123,8 +131,17 @@ def stage_fingerprint(recipe: Recipe, index: int, upstream: dict[str, str]) -> s
 
 
 class Pipeline:
-    def __init__(self, recipe: Recipe, *, data_dir: str | None = None, command: str | None = None):
+    def __init__(self, recipe: Recipe, *, data_dir: str | None = None, command: str | None = None,
+                 only_stages: list[str] | None = None):
         self.recipe = recipe
+        # Run just these stages (e.g. independent ones in parallel processes); the others are
+        # reused when finished and skipped when not.
+        self.only_stages = only_stages
+        if only_stages is not None:
+            names = [stage.name for stage in recipe.stages]
+            if unknown := [name for name in only_stages if name not in names]:
+                raise DistillError(f"--stages: no stage named {', '.join(unknown)} in recipe '{recipe.name}' "
+                                   f"(stages: {', '.join(names)})")
         self.data_dir = data_dir
         self.command = command or " ".join(["distill", *sys.argv[1:]])
         self.run_dir = Path(recipe.output_dir) / recipe.name
@@ -151,13 +168,16 @@ class Pipeline:
             stage_hash = stage_fingerprint(recipe, index, dict(ctx.stage_hashes))
             out_dir = self.run_dir / stage.name
             record = finished_record(out_dir, stage_hash)
+            ctx.stage_hashes[stage.name] = stage_hash  # later stages' fingerprints chain through it, run or not
             if record is not None:
                 accelerator.print(f"[{stage.name}] already done with this recipe (hash {stage_hash}): reusing {out_dir}")
+            elif self.only_stages is not None and stage.name not in self.only_stages:
+                accelerator.print(f"[{stage.name}] not finished and not in --stages: skipped")
+                continue
             else:
                 accelerator.print(f"[{stage.name}] {stage.kind} stage")
                 record = STAGE_RUNNERS[stage.kind](ctx, stage, out_dir, stage_hash)
             ctx.outputs[stage.name] = out_dir
-            ctx.stage_hashes[stage.name] = stage_hash
             records.append(record)
             if accelerator.is_main_process:
                 write_report(self.run_dir, recipe, task, records, self.command)

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -107,6 +108,48 @@ def test_eval_command_reproduces_the_stage_metric(small_run, capsys, glue_data_d
     measured = json.loads(capsys.readouterr().out)
     recorded = json.loads((run_dir / "student" / "metrics.json").read_text())["metric_value"]
     assert measured["accuracy"] == pytest.approx(recorded, abs=1e-9)
+
+
+@pytest.fixture
+def copied_run(small_run, tmp_path):
+    """A private copy of the small run's folder (its stages can be deleted and re-run) and its args."""
+    run_dir, args = small_run
+    copy = tmp_path / "runs" / "small"
+    shutil.copytree(run_dir, copy)
+    return copy, [a if not a.startswith("output_dir=") else f"output_dir={tmp_path / 'runs'}" for a in args]
+
+
+@pytest.mark.integration
+def test_stages_option_runs_only_the_named_stages(copied_run, capsys):
+    run_dir, args = copied_run
+    original_hash = json.loads((run_dir / "baseline" / "metrics.json").read_text())["stage_hash"]
+    shutil.rmtree(run_dir / "student")
+    shutil.rmtree(run_dir / "baseline")
+    assert main([*args, "--stages", "baseline"]) == 0
+    assert "[student] not finished and not in --stages: skipped" in capsys.readouterr().out
+    assert not (run_dir / "student").exists()
+    # Trained alone, the baseline has the fingerprint a full run gives it, so a full run reuses it.
+    assert json.loads((run_dir / "baseline" / "metrics.json").read_text())["stage_hash"] == original_hash
+    assert [s["stage"] for s in report(run_dir)["stages"]] == ["teacher", "baseline"]
+
+
+@pytest.mark.integration
+def test_stages_option_names_an_unfinished_stage_it_needs(copied_run):
+    run_dir, args = copied_run
+    shutil.rmtree(run_dir / "teacher")
+    shutil.rmtree(run_dir / "student")
+    result = run_cli(*args[:3], "--stages", "student", *args[3:])
+    assert result.returncode == 2, result.stderr
+    assert "stage 'teacher' is not finished" in result.stderr and "Traceback" not in result.stderr
+    assert not (run_dir / "student").exists()
+
+
+def test_stages_option_rejects_an_unknown_stage_name(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump(SMALL_RUN))
+    result = run_cli("run", str(recipe), f"output_dir={tmp_path / 'runs'}", "--stages", "studnet")
+    assert result.returncode == 2
+    assert "--stages: no stage named studnet" in result.stderr and "teacher, student, baseline" in result.stderr
 
 
 def run_cli(*args, env=None):
