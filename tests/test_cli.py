@@ -144,6 +144,16 @@ def test_stages_option_names_an_unfinished_stage_it_needs(copied_run):
     assert not (run_dir / "student").exists()
 
 
+@pytest.mark.integration
+def test_baseline_from_pretrained_layers_runs_before_any_teacher(copied_run):
+    run_dir, args = copied_run
+    for stage in ("teacher", "student", "baseline"):
+        shutil.rmtree(run_dir / stage)
+    assert main([*args, "stages.baseline.student.init_from=pretrained", "--stages", "baseline"]) == 0
+    assert (run_dir / "baseline" / "model.safetensors").is_file()
+    assert not (run_dir / "teacher").exists()
+
+
 def test_stages_option_rejects_an_unknown_stage_name(tmp_path):
     recipe = tmp_path / "r.yaml"
     recipe.write_text(yaml.safe_dump(SMALL_RUN))

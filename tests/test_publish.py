@@ -379,3 +379,18 @@ def test_card_template_ships_inside_the_package_and_is_model_cards_template():
 
     assert TEMPLATE_PATH.parent.is_relative_to(Path(distill.__file__).parent) and TEMPLATE_PATH.is_file()
     assert TEMPLATE_PATH.read_text() == (Path(__file__).parents[1] / "model_cards" / "template.md").read_text()
+
+
+def test_lineage_of_a_baseline_from_pretrained_layers_starts_at_the_base_model(tmp_path):
+    from distill.publish.run_info import RunInfo, lineage
+
+    recipe = {"stages": [
+        {"kind": "teacher", "name": "teacher"},
+        {"kind": "distill", "name": "student", "student": {"init_from": "pretrained"}},
+        {"kind": "baseline", "name": "baseline", "student": {"init_from": "pretrained"}},
+        {"kind": "baseline", "name": "baseline_teacher_init", "student": {"init_from": "teacher"}},
+    ]}
+    run = RunInfo(tmp_path, report={}, recipe=recipe, recipe_text="", records={})
+    assert lineage(run, "baseline") == ["baseline"]
+    assert lineage(run, "baseline_teacher_init") == ["teacher", "baseline_teacher_init"]
+    assert lineage(run, "student") == ["teacher", "student"]  # a teacher still teaches it

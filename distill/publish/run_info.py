@@ -133,6 +133,9 @@ def parent_stage(run: RunInfo, stage: str) -> str | None:
     names = run.stage_names()
     earlier = names[: names.index(stage)] if stage in names else []
     if kind in STUDENT_KINDS:
+        student = cfg.get("student") or {}
+        if kind == "baseline" and student.get("init_from") == "pretrained" and not student.get("from_pretrained"):
+            return None  # hard labels on the base model's layers: no teacher involved
         teacher = cfg.get("teacher") or run.records.get(stage, {}).get("teacher")
         if teacher:
             return teacher

@@ -85,11 +85,12 @@ def run_distill_stage(ctx: RunContext, stage: DistillStage | BaselineStage, out_
     needs_attention = is_kd and stage.loss.alpha_attention > 0
     # Attention probabilities are only returned by the eager implementation (not SDPA).
     attn = "eager" if needs_attention else None
-    teacher = load_teacher(ctx, stage, attn_implementation=attn).to(ctx.accelerator.device).eval()
-    if stage.student.init_from == "teacher" or stage.student.from_pretrained or stage.student.config_overrides:
-        init_model = teacher
-    else:
-        init_model = load_model_source(ctx.recipe.model, ctx.task, attn_implementation=attn)
+    starts_from_teacher = stage.student.init_from == "teacher" or stage.student.from_pretrained or stage.student.config_overrides
+    # A hard-label student built from the pre-trained model needs no teacher (nor its stage finished).
+    teacher = None
+    if is_kd or starts_from_teacher:
+        teacher = load_teacher(ctx, stage, attn_implementation=attn).to(ctx.accelerator.device).eval()
+    init_model = teacher if starts_from_teacher else load_model_source(ctx.recipe.model, ctx.task, attn_implementation=attn)
 
     train_data, logits_table, cache_info = ctx.data.train, None, {}
     if is_kd and stage.cache_teacher_logits:
