@@ -25,7 +25,7 @@ demo: install
 test: install
 	DISTILL_TEST_DATA_DIR=$(DATA_DIR) $(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-# The reproduction run (about 2 h on 2 AVX-512 BF16 CPU cores, longer on AVX2), logged to runs/sst2_full.log.
+# The reproduction run (about 1 h 40 min on 2 AVX-512 BF16 CPU cores, longer on AVX2), logged to runs/sst2_full.log.
 full: install
 	mkdir -p runs && DISTILL_DATA_DIR=$(DATA_DIR) $(BIN)/distill run recipes/sst2_minilm_l6_to_l3.yaml 2>&1 | tee runs/sst2_full.log
 
