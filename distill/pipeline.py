@@ -54,7 +54,7 @@ class RunContext:
     data: TaskData
     accelerator: Accelerator
     command: str
-    outputs: "StageOutputs" = field(default_factory=lambda: StageOutputs())  # stage name -> artifact folder
+    outputs: StageOutputs = field(default_factory=StageOutputs)  # stage name -> artifact folder
     stage_hashes: dict[str, str] = field(default_factory=dict)
 
     def input_dir(self, stage) -> Path:
