@@ -85,8 +85,8 @@ def cmd_run(args) -> int:
         overrides.append(f"output_dir={args.output_dir}")
     recipe = load_recipe(args.recipe, overrides)
     command = " ".join(["distill", "run", args.recipe, *args.overrides] + (["--data-dir", args.data_dir] if args.data_dir else [])
-                       + (["--stages", args.stages] if args.stages else []))
-    only_stages = [name.strip() for name in args.stages.split(",") if name.strip()] if args.stages else None
+                       + (["--stages", args.stages] if args.stages is not None else []))
+    only_stages = [name.strip() for name in args.stages.split(",") if name.strip()] if args.stages is not None else None
     Pipeline(recipe, data_dir=args.data_dir, command=command, only_stages=only_stages).run()
     return 0
 

@@ -139,6 +139,8 @@ class Pipeline:
         self.only_stages = only_stages
         if only_stages is not None:
             names = [stage.name for stage in recipe.stages]
+            if not only_stages:
+                raise DistillError(f"--stages: name at least one stage (stages: {', '.join(names)})")
             if unknown := [name for name in only_stages if name not in names]:
                 raise DistillError(f"--stages: no stage named {', '.join(unknown)} in recipe '{recipe.name}' "
                                    f"(stages: {', '.join(names)})")

@@ -162,6 +162,15 @@ def test_stages_option_rejects_an_unknown_stage_name(tmp_path):
     assert "--stages: no stage named studnet" in result.stderr and "teacher, student, baseline" in result.stderr
 
 
+def test_stages_option_rejects_an_empty_list(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump(SMALL_RUN))
+    result = run_cli("run", str(recipe), f"output_dir={tmp_path / 'runs'}", "--stages", ",")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "--stages: name at least one stage" in result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
 def run_cli(*args, env=None):
     return subprocess.run([sys.executable, "-m", "distill", *args], capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, timeout=300)
