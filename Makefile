@@ -1,20 +1,33 @@
 # Two commands on a fresh machine: `make demo` (install + run the quick recipe on real data)
 # and `make test` (install + run the test suite). Both create .venv on first use.
+# STACK=current (default: transformers 5.x, the newest releases that work together) or
+# STACK=legacy (transformers 4.57 with optimum-onnx) picks the constraints file and the venv.
 PYTHON ?= python3
+STACK ?= current
+ifeq ($(STACK),legacy)
+VENV := .venv-legacy
+EXTRAS := onnx,bnb,lowrank,report,test,optimum
+else ifeq ($(STACK),current)
 VENV := .venv
+EXTRAS := onnx,bnb,lowrank,report,test
+else
+$(error STACK must be current or legacy, not '$(STACK)')
+endif
+CONSTRAINTS := constraints/$(STACK).txt
 BIN := $(VENV)/bin
 # The offline GLUE folder when it exists; otherwise data comes from the Hub.
 DATA_DIR ?= $(wildcard $(abspath ../shared/data))
-# torch first and pinned: an unpinned resolve pulls a multi-GB CUDA build (shared/PLATFORM.md).
+# torch first: an unconstrained resolve pulls a multi-GB CUDA build (shared/PLATFORM.md);
+# 2.13.0 is the CPU wheel on this machine's disk.
 TORCH := torch==2.13.0
 
 .PHONY: demo test install full clean
 
-$(BIN)/distill: pyproject.toml
+$(BIN)/distill: pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet $(TORCH)
-	$(BIN)/pip install --quiet $(TORCH) -e ".[quant,lowrank,report,test]"
+	$(BIN)/pip install --quiet -c $(CONSTRAINTS) -e ".[$(EXTRAS)]"
 	touch $(BIN)/distill
 
 install: $(BIN)/distill
@@ -30,4 +43,4 @@ full: install
 	mkdir -p runs && DISTILL_DATA_DIR=$(DATA_DIR) $(BIN)/distill run recipes/sst2_minilm_l6_to_l3.yaml 2>&1 | tee runs/sst2_full.log
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf .venv .venv-legacy runs .pytest_cache

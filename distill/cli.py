@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from pathlib import Path
 
 from distill.errors import DistillError
+from distill.versions import check_versions
 
 DATA_DIR_HELP = "local GLUE folder (<dir>/<task>/{train,dev}.tsv); default: $DISTILL_DATA_DIR, else the Hub"
 
@@ -125,7 +127,7 @@ def cmd_eval(args) -> int:
     splits = load_task_splits(task, resolve_data_dir(args.data_dir), splits=("validation",))
     validation = take_subset(splits["validation"], args.limit, seed=0)
     tokenized = tokenize_splits(datasets.DatasetDict(validation=validation), tokenizer, task, args.max_length)
-    accelerator = Accelerator(cpu=True) if not _has_gpu() else Accelerator()
+    accelerator = Accelerator(cpu=not _has_gpu())
     metrics = evaluate_model(model, tokenized["validation"], task, DataCollatorWithPadding(tokenizer), args.batch_size, accelerator)
     print(json.dumps({"model": args.model_dir, "backend": backend, "task": task.name, "examples": len(validation), **metrics}, indent=2))
     return 0
@@ -188,8 +190,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if extra:
         args.overrides = [*args.overrides, *extra]
-    _quiet_libraries()
     try:
+        check_versions()  # before the libraries are imported: an old one may fail with a traceback
+        _quiet_libraries()
         return COMMANDS[args.command](args)
     except DistillError as err:
         print(f"distill: error: {err}", file=sys.stderr)
@@ -202,10 +205,15 @@ def main(argv: list[str] | None = None) -> int:
 def _quiet_libraries() -> None:
     """Keep the terminal for our progress bars: the libraries' info chatter goes."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # transformers 5 imports peft, which imports bitsandbytes, which warns on import about an
+    # optional CPU kernel package: not the user's concern, and it breaks one-line errors.
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
     import transformers
     import datasets
 
     transformers.logging.set_verbosity_error()
+    # 5.x draws a "Loading weights" bar on stderr at every from_pretrained: errors stay one line.
+    transformers.logging.disable_progress_bar()
     datasets.logging.set_verbosity_error()
     datasets.disable_progress_bars()
 

@@ -451,7 +451,8 @@ class DistillationLoss(nn.Module):
         if w.alpha_attention > 0:
             s_att = _get(student_out, "attentions")
             t_att = _get(teacher_out, "attentions")
-            if s_att is None or t_att is None or any(a is None for a in (*s_att, *t_att)):
+            # 4.x gives None per layer without eager attention, 5.x an empty tuple (SDPA returns no maps)
+            if not s_att or not t_att or any(a is None for a in (*s_att, *t_att)):
                 raise DistillError(
                     "attentions missing: run student and teacher with output_attentions=True and "
                     'attn_implementation="eager" (needed by distill.loss.alpha_attention)'

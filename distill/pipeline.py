@@ -152,6 +152,7 @@ class Pipeline:
         from distill.stages import STAGE_RUNNERS
 
         recipe = self.recipe
+        check_stage_packages(recipe)
         task = task_of(recipe)
         accelerator = Accelerator(
             mixed_precision=resolve_mixed_precision(recipe.mixed_precision),
@@ -190,6 +191,22 @@ class Pipeline:
             write_report(self.run_dir, recipe, task, records, self.command, benchmark=settings)
         accelerator.wait_for_everyone()
         return records
+
+
+# Optional packages a stage needs, and the extra that installs them.
+STAGE_PACKAGES = {"onnx": (("onnx", "onnxruntime"), "onnx"), "bnb": (("bitsandbytes",), "bnb")}
+LORA_PACKAGES = (("peft",), "lowrank")
+
+
+def check_stage_packages(recipe: Recipe) -> None:
+    """A missing optional package fails the run before any stage trains, in one line."""
+    from importlib.util import find_spec
+
+    for index, stage in enumerate(recipe.stages):
+        packages, extra = STAGE_PACKAGES.get(stage.kind) or (LORA_PACKAGES if getattr(stage, "lora", None) else ((), ""))
+        if missing := [name for name in packages if find_spec(name) is None]:
+            raise DistillError(f"stages[{index}] ({stage.name}): needs {', '.join(missing)}, which is not installed: "
+                               f"pip install 'distill[{extra}]'")
 
 
 def _no_gpu() -> bool:

@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from distill.machine import cpu_info, package_versions
 from distill.recipe import Recipe
 
 PLOT_FILE = "report.png"
@@ -23,7 +24,7 @@ LABEL_CORNERS = ((6, 6, "left"), (6, -13, "left"), (-6, 6, "right"), (-6, -13, "
 def machine_info() -> str:
     import torch
 
-    cpuinfo = _cpu_info()
+    cpuinfo = cpu_info()
     cpu = cpuinfo.get("model name") or platform.processor() or platform.machine()
     # The same model name hides different vector units; they decide int8/bf16 speed.
     flags = [f for f in ISA_FLAGS if f in cpuinfo.get("flags", "").split()]
@@ -32,19 +33,6 @@ def machine_info() -> str:
 
 
 ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
-
-
-def _cpu_info() -> dict[str, str]:
-    """The first CPU's /proc/cpuinfo fields (Linux), else {}."""
-    fields: dict[str, str] = {}
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, sep, value = line.partition(":")
-            if sep:
-                fields.setdefault(key.strip(), value.strip())
-    except OSError:
-        pass
-    return fields
 
 
 def reference_record(records: list[dict[str, Any]], name: str | None = None) -> dict[str, Any] | None:
@@ -92,6 +80,7 @@ def build_report(recipe: Recipe | None, task, records: list[dict[str, Any]], com
         "metric": task.primary_metric,
         "command": command,
         "machine": machine_info(),
+        "packages": package_versions(),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "stages": with_teacher_ratios(records, reference),
     }
@@ -171,6 +160,7 @@ def markdown_table(report: dict[str, Any]) -> str:
         "",
         f"Command: `{report['command']}`  ",
         f"Machine: {report['machine']}  ",
+        *([f"Packages: {', '.join(f'{k} {v}' for k, v in report['packages'].items())}  "] if report.get("packages") else []),
         f"Date: {report['date']}",
     ]
     bench = report.get("benchmark")

@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
+from distill.errors import DistillError
 from distill.recipe import Strict
 
 
@@ -40,14 +41,15 @@ class PublishStage(Strict):
 
 
 class OnnxStage(Strict):
-    """Export to ONNX Runtime through Optimum, optionally optimize the graph and quantize to int8."""
+    """Export to ONNX (torch.onnx), optionally optimize the graph and quantize to int8 with ONNX Runtime."""
 
     kind: Literal["onnx"]
     name: str = "onnx"
     input: str | None = None  # the torch stage exported; default: the previous stage
     quantization: Literal["none", "dynamic", "static"] = "dynamic"  # static: activation ranges calibrated on train
-    # ONNX Runtime graph optimizations baked into the file: 0 none, 1 basic, 2 extended + transformer
-    # fusions, 99 all (hardware-specific). With int8 only 0 or 1 (the quantizer cannot read fused ops).
+    # Graph optimizations baked into the file: 0 none (ONNX Runtime still applies its own at load
+    # time), 1 basic, 2 plus the transformer fusions (attention, SkipLayerNorm, BiasGelu), 99 all
+    # (hardware-specific). int8: 0-2 dynamic, 0-1 static (it calibrates the unfused graph).
     optimization_level: Literal[0, 1, 2, 99] = 0
     per_channel: bool = True  # one int8 scale per output channel: slower to build, closer to fp32
     isa: Literal["auto", "avx2", "avx512", "avx512_vnni", "arm64"] = "auto"  # auto: from this CPU's flags
@@ -58,9 +60,12 @@ class OnnxStage(Strict):
     @field_validator("optimization_level")
     @classmethod
     def _level_fits_quantization(cls, level: int, info) -> int:
-        if level > 1 and info.data.get("quantization", "none") != "none":
-            raise ValueError("levels 2 and 99 fuse ops the int8 quantizer cannot read: use 0 or 1 with quantization "
-                             "(ONNX Runtime still optimizes the graph when it loads the model)")
+        from distill.quantize.ort import check_levels
+
+        try:
+            check_levels(level, info.data.get("quantization", "dynamic"))
+        except DistillError as err:
+            raise ValueError(str(err).removeprefix("optimization_level: ")) from None
         return level
 
 

@@ -27,6 +27,7 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from distill import checkpoints
 from distill.errors import DistillError
+from distill.machine import cpu_flags
 from distill.recipe import TrainConfig
 
 StepLoss = Callable[[nn.Module, dict], "tuple[torch.Tensor, dict[str, float]]"]
@@ -63,10 +64,7 @@ def resolve_mixed_precision(setting: str) -> str:
         return setting
     if torch.cuda.is_available():
         return "bf16" if torch.cuda.is_bf16_supported() else "no"
-    try:
-        flags = open("/proc/cpuinfo").read()
-    except OSError:
-        return "no"
+    flags = cpu_flags()
     return "bf16" if ("avx512_bf16" in flags or "amx_bf16" in flags) else "no"
 
 

@@ -1,12 +1,16 @@
 """A minimal in-memory Hugging Face Hub for tests, on 127.0.0.1.
 
 No open-source Hub server with uploads exists on the package registries, so this implements only
-the endpoints huggingface_hub 0.36 calls for `create_repo`, `create_branch`, `upload_folder`
+the endpoints huggingface_hub 0.36 and 2.x call for `create_repo`, `create_branch`, `upload_folder`
 (validate-yaml, preupload, the LFS batch API + a basic-transfer PUT, the NDJSON commit) and
-`snapshot_download` (repo info, HEAD/GET resolve), with the response fields those clients read
-(hf_api.py, _commit_api.py, lfs.py, file_download.py, _snapshot_download.py).
+`snapshot_download` (repo info, the file tree (2.x), HEAD/GET resolve), with the response fields
+those clients read (hf_api.py, _commit_api.py, lfs.py, file_download.py, _snapshot_download.py).
 Every request is recorded, and write endpoints (and private repos) demand the expected token.
-"""
+
+It has no Xet storage. Hub 0.36 offers "xet" in the LFS batch request and the answer picks "basic".
+Hub 2.x asks the server nothing: it uploads through Xet whenever hf_xet is installed, so clients
+of this server must set constants.HF_HUB_DISABLE_XET (the tests' fixture does); downloads use
+plain HTTP because resolve answers carry no X-Xet-* headers."""
 
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ import threading
 import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import yaml
 
@@ -49,6 +53,7 @@ class LoopbackHub:
         self.repos: dict[str, Repo] = {}
         self.lfs_blobs: dict[str, bytes] = {}  # sha256 -> content
         self.requests: list[Request] = []
+        self.refuse_lfs_uploads = False  # to test a failed upload of the weights
         self.lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_class(self))
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
@@ -86,6 +91,7 @@ class LoopbackHub:
             ("POST", rf"/api/models/{REPO}/branch/(?P<branch>.+)", self.create_branch),
             ("POST", rf"/{REPO}\.git/info/lfs/objects/batch", self.lfs_batch),
             ("PUT", r"/lfs-upload/(?P<oid>[0-9a-f]{64})", self.lfs_upload),
+            ("GET", rf"/api/models/{REPO}/tree/(?P<rev>[^/]+)(?:/(?P<folder>.+))?", self.tree),
             ("GET", rf"/api/models/{REPO}(?:/revision/(?P<rev>.+))?", self.repo_info),
             ("HEAD", rf"/{REPO}/resolve/(?P<rev>[^/]+)/(?P<file>.+)", self.resolve),
             ("GET", rf"/{REPO}/resolve/(?P<rev>[^/]+)/(?P<file>.+)", self.resolve),
@@ -160,6 +166,8 @@ class LoopbackHub:
         return _json(200, {"transfer": "basic", "objects": objects})
 
     def lfs_upload(self, h, body, oid):
+        if self.refuse_lfs_uploads:
+            return _json(403, {"error": "upload refused"})
         if hashlib.sha256(body).hexdigest() != oid:
             return _json(400, {"error": "sha256 mismatch"})
         with self.lock:
@@ -209,6 +217,35 @@ class LoopbackHub:
             return _json(404, {"error": f"Invalid rev id: {rev}"}, {"X-Error-Code": "RevisionNotFound"})
         siblings = [{"rfilename": path} for path in sorted(repo_obj.commits[sha])]
         return _json(200, {"id": repo, "sha": sha, "private": repo_obj.private, "siblings": siblings})
+
+    def tree(self, h, body, repo, rev, folder=""):
+        """The file listing hub 2.x's snapshot_download reads (one page: no Link header)."""
+        repo_obj, error = self.repo_or_error(h, repo, write=False)
+        if error:
+            return error
+        sha = repo_obj.resolve(rev)
+        if sha is None:
+            return _json(404, {"error": f"Invalid rev id: {rev}"}, {"X-Error-Code": "RevisionNotFound"})
+        prefix = folder.strip("/") + "/" if folder else ""
+        recursive = parse_qs(urlsplit(h.path).query).get("recursive", ["false"])[0].lower() == "true"
+        entries, folders = [], set()
+        for path, (data, lfs) in sorted(repo_obj.commits[sha].items()):
+            if not path.startswith(prefix):
+                continue
+            parents = path[len(prefix):].split("/")[:-1]
+            if recursive:
+                folders.update(prefix + "/".join(parents[:i]) for i in range(1, len(parents) + 1))
+            elif parents:  # a top-level listing shows the first folder, not the files inside it
+                folders.add(prefix + parents[0])
+                continue
+            entry = {"type": "file", "path": path, "size": len(data), "oid": _git_blob_sha1(data)}
+            if lfs:  # git holds the pointer file, so the blob id is the pointer's
+                pointer = _lfs_pointer(data)
+                entry["oid"] = _git_blob_sha1(pointer)
+                entry["lfs"] = {"oid": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": len(pointer)}
+            entries.append(entry)
+        entries += [{"type": "directory", "path": path, "oid": hashlib.sha1(path.encode()).hexdigest()} for path in sorted(folders)]
+        return _json(200, entries)
 
     def resolve(self, h, body, repo, rev, file):
         repo_obj, error = self.repo_or_error(h, repo, write=False)
@@ -263,6 +300,11 @@ def _json(status: int, payload, headers: dict | None = None):
 
 def _is_lfs(path: str, sample: bytes) -> bool:
     return path.endswith(LFS_SUFFIXES) or b"\x00" in sample
+
+
+def _lfs_pointer(data: bytes) -> bytes:
+    """The pointer file git stores in place of an LFS file's content."""
+    return f"version https://git-lfs.github.com/spec/v1\noid sha256:{hashlib.sha256(data).hexdigest()}\nsize {len(data)}\n".encode()
 
 
 def _git_blob_sha1(data: bytes) -> str:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import wordpiece_tokenizer
 from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
 
 from distill.bench import benchmark_folders, dev_texts, fixed_length_inputs, median_latencies, peak_memory_bytes
@@ -25,10 +26,8 @@ DELAY_S = 0.025
 
 
 @pytest.fixture(scope="module")
-def tokenizer(tmp_path_factory) -> BertTokenizerFast:
-    vocab = tmp_path_factory.mktemp("vocab") / "vocab.txt"
-    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n")
-    return BertTokenizerFast(vocab_file=str(vocab))
+def tokenizer() -> BertTokenizerFast:
+    return wordpiece_tokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS])
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
-from transformers import AutoModelForMaskedLM, BertConfig, BertForMaskedLM, BertModel, BertTokenizerFast
+from conftest import wordpiece_tokenizer
+from transformers import AutoModelForMaskedLM, BertConfig, BertForMaskedLM, BertModel
 
 from distill.errors import DistillError
 from distill.general.corpus import HEADING, load_corpus, pack_blocks
@@ -34,15 +35,14 @@ def corpus_dir(tmp_path_factory, glue_data_dir):
 
 
 @pytest.fixture(scope="module")
-def tokenizer(corpus_dir, tmp_path_factory):
+def tokenizer(corpus_dir):
     """A small uncased WordPiece vocabulary trained offline on the snippets."""
     from tokenizers import BertWordPieceTokenizer
 
     wordpiece = BertWordPieceTokenizer(lowercase=True)
     wordpiece.train([str(p) for p in sorted(corpus_dir.iterdir())], vocab_size=400, min_frequency=1, show_progress=False)
-    folder = tmp_path_factory.mktemp("vocab")
-    wordpiece.save_model(str(folder))
-    return BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
+    vocab = wordpiece.get_vocab()  # rebuilt from its vocabulary: training adds no [CLS] ... [SEP] template
+    return wordpiece_tokenizer(sorted(vocab, key=vocab.get))
 
 
 def tiny_config(tokenizer, layers=4, **overrides) -> BertConfig:
@@ -68,7 +68,7 @@ def random_blocks(tokenizer, n_blocks: int, block_size: int, seed: int = 0) -> l
     ordinary = torch.tensor([i for i in range(len(tokenizer)) if i not in special])
     generator = torch.Generator().manual_seed(seed)
     picks = ordinary[torch.randint(len(ordinary), (n_blocks, block_size - 2), generator=generator)]
-    return [tokenizer.build_inputs_with_special_tokens(row.tolist()) for row in picks]
+    return [[tokenizer.cls_token_id, *row.tolist(), tokenizer.sep_token_id] for row in picks]
 
 
 # ---------------------------------------------------------------- corpus blocks
@@ -88,6 +88,19 @@ def test_blocks_are_the_token_stream_cut_in_order_with_the_tail_dropped(tokenize
     cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
     # 11 tokens make two blocks of 4 (+ [CLS], [SEP]); the last 3 tokens are dropped.
     assert blocks == [[cls, 5, 6, 7, 8, sep], [cls, 9, 10, 11, 12, sep]]
+
+
+def test_blocks_take_the_special_tokens_of_the_tokenizers_template():
+    """Not only BERT's [CLS] ... [SEP]: what the tokenizer itself adds around one sequence."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2, "<pad>": 3, "a": 4, "b": 5, "c": 6}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    backend.post_processor = processors.TemplateProcessing(single="<s> <s> $A </s>", special_tokens=[("<s>", 1), ("</s>", 2)])
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", bos_token="<s>", eos_token="</s>", pad_token="<pad>")
+    assert pack_blocks([[4, 5], [6, 4, 5]], block_size=5, tokenizer=tokenizer) == [[1, 1, 4, 5, 2], [1, 1, 6, 4, 2]]
 
 
 def test_holdout_has_the_asked_size_and_no_block_of_train(corpus_dir, tokenizer):

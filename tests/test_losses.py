@@ -353,3 +353,29 @@ def test_combiner_runs_on_real_bert_outputs_with_default_map_and_projections():
     assert all(math.isfinite(v) for v in values.values())
     assert student.classifier.weight.grad is not None
     assert student.bert.embeddings.word_embeddings.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("missing", [(None, None), ()], ids=["none-per-layer (4.x)", "empty (5.x sdpa)"])
+def test_attention_term_refuses_outputs_without_attention_maps(missing):
+    s = _outputs(N_STUDENT, 4, 0)
+    s = SequenceClassifierOutput(logits=s.logits, hidden_states=s.hidden_states, attentions=missing)
+    with pytest.raises(DistillError, match='attentions missing: .*attn_implementation="eager"'):
+        _loss(_all_terms_weights())(s, _outputs(N_TEACHER, 4, 1), LABELS_T, MASK)
+
+
+def test_a_classifier_loaded_for_the_attention_term_returns_attention_probabilities(tmp_path):
+    """As the distill stage loads its models when alpha_attention > 0 (eager, on 4.57 and 5.x)."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from distill.models import load_classifier
+    from distill.tasks import get_task
+
+    BertForSequenceClassification(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=3, num_attention_heads=2,
+                                             intermediate_size=32)).save_pretrained(tmp_path)
+    model = load_classifier(str(tmp_path), get_task("sst2"), attn_implementation="eager").eval()
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
+    with torch.no_grad():
+        maps = model(input_ids=torch.randint(1, 50, (2, 5)), attention_mask=mask, output_attentions=True).attentions
+    assert len(maps) == 3 and all(a.shape == (2, 2, 5, 5) for a in maps)
+    torch.testing.assert_close(torch.stack(maps).sum(-1), torch.ones(3, 2, 2, 5))
+    assert all(a[1, :, :, 3:].abs().max() == 0 for a in maps)  # padded keys get no attention

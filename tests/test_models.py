@@ -81,14 +81,20 @@ def test_unloadable_student_checkpoint_names_the_field(tmp_path, teacher):
         build_student(StudentConfig(from_pretrained=str(tmp_path / "missing"), layers=[0]), teacher, get_task("sst2"))
 
 
+def save_with_pickle_weights(model, folder) -> None:
+    """A folder with pytorch_model.bin: transformers 5 ignores `safe_serialization=False`."""
+    model.config.save_pretrained(folder)
+    torch.save(model.state_dict(), folder / "pytorch_model.bin")
+
+
 def test_pickle_weights_are_refused_without_opt_in(tmp_path, teacher):
-    teacher.save_pretrained(tmp_path, safe_serialization=False)
+    save_with_pickle_weights(teacher, tmp_path)
     with pytest.raises(DistillError, match="no safetensors weights.*allow_pickle"):
         load_classifier(str(tmp_path), get_task("sst2"))
 
 
 def test_pickle_weights_load_with_opt_in(tmp_path, teacher):
-    teacher.save_pretrained(tmp_path, safe_serialization=False)
+    save_with_pickle_weights(teacher, tmp_path)
     model = load_classifier(str(tmp_path), get_task("sst2"), allow_pickle=True)
     assert torch.equal(model.classifier.weight, teacher.classifier.weight)
 

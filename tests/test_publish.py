@@ -6,14 +6,18 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import socket
 from pathlib import Path
 from types import SimpleNamespace
 
+import huggingface_hub
 import pytest
 import torch
 import yaml
+from conftest import wordpiece_tokenizer
 from huggingface_hub import ModelCard, snapshot_download
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertConfig, BertForSequenceClassification, BertTokenizerFast, pipeline
+from packaging.version import Version
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertConfig, BertForSequenceClassification, pipeline
 
 from distill.cli import main
 from distill.errors import DistillError
@@ -28,8 +32,15 @@ TOKEN = "hf_distillTestToken7Q2xKp9Vw4ZrL8mN"  # distinctive, so a leak anywhere
 REPO = "distill-test/tiny-student"
 WORDS = ["a", "the", "film", "plot", "is", "was", "gripping", "dull", "great", "boring", "not", "very", "acting", "and"]
 SENTENCES = ["a gripping film", "the plot is dull", "not very great acting", "the film was boring and dull"]
-UPLOADED = ["README.md", "config.json", "metrics.json", "model.safetensors", "recipe.yaml", "special_tokens_map.json",
-            "tokenizer.json", "tokenizer_config.json", "vocab.txt"]
+
+
+def _uploaded(run_dir: Path) -> list[str]:
+    """What a push of the student must upload: the artifact's files except its training log, plus the
+    card and the recipe. Which tokenizer files an artifact holds depends on the transformers
+    release (5.x writes only tokenizer.json + tokenizer_config.json)."""
+    names = {p.name for p in (run_dir / "student").iterdir()} - {"train_log.jsonl"}
+    assert {"config.json", "metrics.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"} <= names
+    return sorted(names | {"README.md", "recipe.yaml"})
 
 
 def _record(stage: str, kind: str, model, folder: Path, metric_value: float, steps: int) -> dict:
@@ -45,9 +56,7 @@ def run_dir(tmp_path) -> Path:
     """A finished run laid out as `distill run` writes it: recipe.yaml, report.json, and a folder
     with an evaluated artifact per stage (a tiny random BERT teacher and its 1-layer student,
     with a WordPiece tokenizer built offline). Metric values are fixture inputs, not results."""
-    vocab = tmp_path / "vocab.txt"
-    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n")
-    tokenizer = BertTokenizerFast(vocab_file=str(vocab))
+    tokenizer = wordpiece_tokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS])
     torch.manual_seed(0)
     config = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
                         vocab_size=len(tokenizer), **label_config(get_task("sst2")))
@@ -75,14 +84,24 @@ def hub(monkeypatch, tmp_path):
     """The loopback Hub, online mode, HF_ENDPOINT and a fake HF_TOKEN pointing at it."""
     import huggingface_hub.constants as constants
     import huggingface_hub.file_download as file_download
-    from huggingface_hub.utils import reset_sessions
+    from huggingface_hub import utils as hub_utils
 
+    # hub 0.x caches one requests session per thread, 1.x+ one shared httpx client
+    reset_sessions = getattr(hub_utils, "reset_sessions", None) or hub_utils.close_session
     server = LoopbackHub(TOKEN).start()
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     # huggingface_hub reads HF_HUB_OFFLINE and HF_ENDPOINT once, at import: patch what they set.
+    # The URL template lives in constants; 0.x's file_download also holds its own copy.
+    url_template = server.url + "/{repo_id}/resolve/{revision}/{filename}"
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(constants, "ENDPOINT", server.url)
-    monkeypatch.setattr(file_download, "HUGGINGFACE_CO_URL_TEMPLATE", server.url + "/{repo_id}/resolve/{revision}/{filename}")
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", url_template)
+    if hasattr(file_download, "HUGGINGFACE_CO_URL_TEMPLATE"):
+        monkeypatch.setattr(file_download, "HUGGINGFACE_CO_URL_TEMPLATE", url_template)
+    # The loopback Hub has no Xet storage. Hub 0.x offers Xet in the LFS batch request and takes the
+    # server's "basic" answer; 2.x (1.x untested) uploads through Xet whenever hf_xet is installed.
+    if Version(huggingface_hub.__version__).major >= 1:
+        monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
     monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no_login_cache"))
     monkeypatch.setenv("HF_ENDPOINT", server.url)
     monkeypatch.setenv("HF_TOKEN", TOKEN)
@@ -102,12 +121,14 @@ def test_pushed_artifact_downloads_back_and_predicts_the_same(run_dir, hub, tmp_
     downloaded = _download(hub, tmp_path)
 
     assert result.stage == "student" and result.commit_url.startswith(hub.url)
-    assert sorted(p.name for p in downloaded.iterdir()) == UPLOADED
+    assert sorted(p.name for p in downloaded.iterdir()) == _uploaded(run_dir)
     assert hub.lfs_blobs, "the safetensors weights should travel through the LFS upload path"
     local = pipeline("text-classification", model=str(run_dir / "student"))
     remote = pipeline("text-classification", model=str(downloaded))
     assert remote(SENTENCES) == local(SENTENCES)
-    inputs = AutoTokenizer.from_pretrained(downloaded)(SENTENCES, padding=True, return_tensors="pt")
+    tokenizer = AutoTokenizer.from_pretrained(downloaded)
+    inputs = tokenizer(SENTENCES, padding=True, return_tensors="pt")
+    assert tokenizer.unk_token_id not in inputs["input_ids"]  # real words in, so equal outputs mean something
     with torch.no_grad():
         remote_logits = AutoModelForSequenceClassification.from_pretrained(downloaded)(**inputs).logits
         local_logits = AutoModelForSequenceClassification.from_pretrained(run_dir / "student")(**inputs).logits
@@ -140,6 +161,28 @@ def test_rejected_push_fails_with_exit_2_and_no_token_in_the_message(run_dir, hu
     out, err = capfd.readouterr()
     assert err.startswith("distill: error: push to distill-test/tiny-student") and len(err.strip().splitlines()) == 1
     assert TOKEN not in out + err
+
+
+def test_unreachable_hub_fails_with_exit_2_and_one_line(run_dir, hub, monkeypatch, capfd):
+    with socket.socket() as sock:  # a port nothing listens on once the socket is closed
+        sock.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    monkeypatch.setenv("HF_ENDPOINT", closed)
+
+    assert main(["push", str(run_dir), "--repo-id", REPO]) == 2
+    out, err = capfd.readouterr()
+    assert err.startswith(f"distill: error: push to {REPO} at {closed} failed: ") and len(err.strip().splitlines()) == 1
+    assert TOKEN not in out + err
+
+
+def test_failed_weights_upload_names_the_file_and_the_cause_in_one_line(run_dir, hub, capfd):
+    hub.refuse_lfs_uploads = True
+
+    assert main(["push", str(run_dir), "--repo-id", REPO]) == 2
+    out, err = capfd.readouterr()
+    assert err.startswith(f"distill: error: push to {REPO}") and len(err.strip().splitlines()) == 1
+    assert "model.safetensors" in err and "403" in err and TOKEN not in out + err
+    assert hub.files(REPO) == {}  # nothing committed
 
 
 def test_card_metadata_parses_back_with_the_model_index(run_dir, hub, tmp_path):
@@ -177,7 +220,7 @@ def test_dry_run_writes_the_upload_folder_and_sends_no_request(run_dir, hub, tmp
 
     assert main(["push", str(run_dir), "--repo-id", REPO, "--dry-run", str(dest)]) == 0
     assert hub.requests == []
-    assert sorted(p.name for p in dest.iterdir()) == UPLOADED
+    assert sorted(p.name for p in dest.iterdir()) == _uploaded(run_dir)
     assert (dest / "recipe.yaml").read_text() == (run_dir / "recipe.yaml").read_text()
     assert ModelCard.load(dest / "README.md").data.eval_results[0].metric_value == 0.7
     assert "nothing uploaded" in capsys.readouterr().out
@@ -256,8 +299,9 @@ def _add_onnx_stage(run_dir: Path, teacher_trained: bool = True) -> None:
     The card reads only file names, so model.onnx here is a placeholder, not a graph."""
     int8 = run_dir / "int8"
     int8.mkdir()
-    for name in ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
-        shutil.copy(run_dir / "student" / name, int8 / name)
+    for path in (run_dir / "student").iterdir():  # config and tokenizer files
+        if path.name not in ("model.safetensors", "metrics.json", "train_log.jsonl"):
+            shutil.copy(path, int8 / path.name)
     (int8 / "model.onnx").write_bytes(b"placeholder")
     (int8 / "ort_config.json").write_text(json.dumps({"quantization": {"is_static": False, "format": "QOperator"}}))
     record = {**json.loads((run_dir / "student" / "metrics.json").read_text()), "stage": "int8", "kind": "onnx",
@@ -338,7 +382,7 @@ def test_publish_stage_dry_run_writes_its_upload_folder_and_a_report_record(run_
     record = run_publish_stage(ctx, recipe.stages[-1], run_dir / "publish", "hash0")
 
     assert record["published_stage"] == "student" and record["metric_value"] == 0.7 and record["commit_url"] is None
-    assert sorted(p.name for p in (run_dir / "publish" / "upload").iterdir()) == UPLOADED
+    assert sorted(p.name for p in (run_dir / "publish" / "upload").iterdir()) == _uploaded(run_dir)
     assert json.loads((run_dir / "publish" / "metrics.json").read_text())["stage_hash"] == "hash0"
     report = json.loads((run_dir / "report.json").read_text())
     assert "| publish | publish |" in markdown_table({**report, "stages": [*report["stages"], record]})

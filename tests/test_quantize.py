@@ -1,5 +1,6 @@
-"""Quantization backends: ONNX Runtime int8 through Optimum, bitsandbytes 8/4-bit, fp16/bf16 casts;
-the stages that run them; and how close int8 stays to fp32 on real SST-2 sentences."""
+"""Quantization backends: ONNX Runtime int8 (torch.onnx export + onnxruntime, no Optimum),
+bitsandbytes 8/4-bit, fp16/bf16 casts; the stages that run them; and how close int8 stays to fp32
+on real SST-2 sentences."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ SENTENCES = ["a great fun film", "the movie was too long and dull", "not very go
 def tokenizer(tmp_path_factory) -> BertTokenizerFast:
     vocab = tmp_path_factory.mktemp("vocab") / "vocab.txt"
     vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n")
-    return BertTokenizerFast(vocab_file=str(vocab))
+    return BertTokenizerFast.from_pretrained(vocab.parent)  # transformers 5 ignores vocab_file=
 
 
 def tiny_bert(tokenizer, seed: int = 0) -> BertForSequenceClassification:
@@ -72,19 +73,50 @@ def test_isa_is_chosen_from_cpu_flags(flags, machine, expected):
     assert detect_isa(flags, machine) == expected
 
 
-def test_onnx_fp32_export_reloads_and_matches_torch(tokenizer, tmp_path):
+def test_onnx_fp32_export_matches_torch_on_padded_batches(tokenizer, tmp_path):
     model = tiny_bert(tokenizer)
     build_onnx_classifier(model, tokenizer, tmp_path / "ort", quantization="none")
-    from optimum.onnxruntime import ORTModelForSequenceClassification
-
-    reloaded = ORTModelForSequenceClassification.from_pretrained(tmp_path / "ort")
     inputs = encode(tokenizer)
-    torch.testing.assert_close(logits_of(reloaded, inputs), logits_of(model, inputs), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(logits_of(load_onnx_classifier(tmp_path / "ort"), inputs), logits_of(model, inputs), atol=1e-5, rtol=1e-5)
     assert describe_artifact(tmp_path / "ort").label == "onnxruntime fp32"
 
 
+def test_onnx_graph_takes_token_type_ids_so_pair_tasks_keep_their_segments(tokenizer, tmp_path):
+    model = tiny_bert(tokenizer)
+    build_onnx_classifier(model, tokenizer, tmp_path / "ort", quantization="none")
+    pairs = dict(tokenizer(["a great film", "not very good"], ["it is fun", "the movie was long"], padding=True, return_tensors="pt"))
+    assert pairs["token_type_ids"].any()
+    ort_model = load_onnx_classifier(tmp_path / "ort")
+    assert ort_model.input_names == ["input_ids", "attention_mask", "token_type_ids"]
+    torch.testing.assert_close(logits_of(ort_model, pairs), logits_of(model, pairs), atol=1e-5, rtol=1e-5)
+
+
+def test_onnx_artifact_runs_in_a_plain_inference_session(tokenizer, tmp_path):
+    import onnxruntime
+    from transformers import AutoTokenizer
+
+    model = tiny_bert(tokenizer)
+    build_onnx_classifier(model, tokenizer, tmp_path / "int8")
+    # The README's snippet: nothing of distill, only onnxruntime and the folder's tokenizer.
+    session = onnxruntime.InferenceSession(str(tmp_path / "int8" / "model.onnx"), providers=["CPUExecutionProvider"])
+    batch = AutoTokenizer.from_pretrained(tmp_path / "int8")(SENTENCES, padding=True, return_tensors="np")
+    logits = session.run(["logits"], {i.name: batch[i.name] for i in session.get_inputs()})[0]
+    assert logits.argmax(-1).tolist() == logits_of(load_onnx_classifier(tmp_path / "int8"), encode(tokenizer)).argmax(-1).tolist()
+
+
+def test_onnx_artifact_loads_with_optimum_where_it_is_installed(tokenizer, tmp_path):
+    optimum_ort = pytest.importorskip("optimum.onnxruntime", reason="optimum-onnx installs only beside transformers < 4.58")
+    model = tiny_bert(tokenizer)
+    build_onnx_classifier(model, tokenizer, tmp_path / "ort", quantization="none")
+    reloaded = optimum_ort.ORTModelForSequenceClassification.from_pretrained(tmp_path / "ort")
+    inputs = encode(tokenizer)
+    torch.testing.assert_close(logits_of(reloaded, inputs), logits_of(model, inputs), atol=1e-5, rtol=1e-5)
+    predictions = pipeline("text-classification", model=reloaded, tokenizer=tokenizer)(SENTENCES)
+    assert [p["label"] for p in predictions] == [model.config.id2label[i] for i in logits_of(model, inputs).argmax(-1).tolist()]
+
+
 @pytest.mark.parametrize("per_channel", [True, False])
-def test_onnx_dynamic_int8_is_smaller_and_runs_in_a_pipeline(tokenizer, tmp_path, per_channel):
+def test_onnx_dynamic_int8_is_smaller_and_records_how_it_was_quantized(tokenizer, tmp_path, per_channel):
     model = tiny_bert(tokenizer)
     build_onnx_classifier(model, tokenizer, tmp_path / "fp32", quantization="none")
     details = build_onnx_classifier(model, tokenizer, tmp_path / "int8", quantization="dynamic", per_channel=per_channel, isa="avx2")
@@ -92,32 +124,54 @@ def test_onnx_dynamic_int8_is_smaller_and_runs_in_a_pipeline(tokenizer, tmp_path
     assert details["isa"] == "avx2" and details["per_channel"] is per_channel
     # Tiny model: the unquantized position embeddings weigh as much as its layers (MiniLM: < 0.3, below).
     assert weights_size_bytes(tmp_path / "int8") < 0.75 * weights_size_bytes(tmp_path / "fp32")
-    ort_config = json.loads((tmp_path / "int8" / "ort_config.json").read_text())
-    assert ort_config["quantization"]["per_channel"] is per_channel and not ort_config["quantization"]["is_static"]
-    ort_model = load_onnx_classifier(tmp_path / "int8")
-    predictions = pipeline("text-classification", model=ort_model, tokenizer=tokenizer)(SENTENCES)
-    assert [p["label"] for p in predictions] == [
-        ort_model.config.id2label[i] for i in logits_of(ort_model, encode(tokenizer)).argmax(-1).tolist()]
+    quantization = json.loads((tmp_path / "int8" / "ort_config.json").read_text())["quantization"]
+    assert (quantization["mode"], quantization["per_channel"], quantization["weights_dtype"]) == ("dynamic", per_channel, "QUInt8")
+    assert describe_artifact(tmp_path / "int8").label == "onnxruntime int8"
 
 
-def test_onnx_static_int8_calibrates_on_the_examples_it_is_given(tokenizer, tmp_path):
+def integer_ops(folder: Path) -> set[str]:
+    import onnx
+
+    return {n.op_type for n in onnx.load(str(folder / "model.onnx")).graph.node}
+
+
+def test_onnx_static_int8_is_a_qdq_graph_calibrated_on_the_examples_it_is_given(tokenizer, tmp_path):
     import datasets
 
     calibration = datasets.Dataset.from_dict(dict(tokenizer(SENTENCES * 2, truncation=True)))
     details = build_onnx_classifier(tiny_bert(tokenizer), tokenizer, tmp_path / "static", quantization="static",
-                                    calibration_dataset=calibration, per_channel=False)
+                                    calibration_dataset=calibration, per_channel=True, calibration_method="percentile")
 
-    assert details["calibration_examples"] == 8
-    assert json.loads((tmp_path / "static" / "ort_config.json").read_text())["quantization"]["is_static"]
-    assert not list(tmp_path.glob("**/augmented_model.onnx"))  # the calibration graph stays in the work folder
+    assert details["calibration_examples"] == 8 and details["calibration_method"] == "percentile"
+    assert {"QuantizeLinear", "DequantizeLinear"} <= integer_ops(tmp_path / "static")
+    assert json.loads((tmp_path / "static" / "ort_config.json").read_text())["quantization"]["format"] == "QDQ"
+    assert [p.name for p in tmp_path.rglob("*") if p.suffix == ".onnx"] == ["model.onnx"]  # calibration graphs are gone
     assert logits_of(load_onnx_classifier(tmp_path / "static"), encode(tokenizer)).shape == (4, 2)
 
 
-def test_onnx_optimization_level_is_written_into_the_file(tokenizer, tmp_path):
+def test_onnx_level_2_fuses_attention_and_matches_torch(tokenizer, tmp_path):
     model = tiny_bert(tokenizer)
-    build_onnx_classifier(model, tokenizer, tmp_path / "o2", quantization="none", optimization_level=2)
-    ort_config = json.loads((tmp_path / "o2" / "ort_config.json").read_text())
-    assert ort_config["optimization"]["optimization_level"] == 2 and not ort_config["quantization"]
+    details = build_onnx_classifier(model, tokenizer, tmp_path / "o2", quantization="none", optimization_level=2)
+    assert details["fused_operators"]["Attention"] == 2 and details["fused_operators"]["SkipLayerNormalization"] >= 2
+    assert "Attention" in integer_ops(tmp_path / "o2")
+    inputs = encode(tokenizer)
+    torch.testing.assert_close(logits_of(load_onnx_classifier(tmp_path / "o2"), inputs), logits_of(model, inputs), atol=1e-4, rtol=1e-4)
+
+
+def test_onnx_level_2_dynamic_int8_quantizes_the_fused_attention(tokenizer, tmp_path):
+    model = tiny_bert(tokenizer)
+    build_onnx_classifier(model, tokenizer, tmp_path / "o2int8", quantization="dynamic", optimization_level=2)
+    assert "QAttention" in integer_ops(tmp_path / "o2int8")
+    inputs = encode(tokenizer)
+    torch.testing.assert_close(logits_of(load_onnx_classifier(tmp_path / "o2int8"), inputs), logits_of(model, inputs), atol=0.05, rtol=0)
+
+
+def test_head_pruned_model_keeps_attention_unfused_at_level_2_and_matches_torch(tokenizer, tmp_path):
+    from distill.pruning import prune_heads
+
+    model = prune_heads(tiny_bert(tokenizer), {0: [1], 1: [0, 3]})  # 3 and 2 heads: not the config's 4
+    details = build_onnx_classifier(model, tokenizer, tmp_path / "o2", quantization="none", optimization_level=2)
+    assert "Attention" not in details["fused_operators"]
     inputs = encode(tokenizer)
     torch.testing.assert_close(logits_of(load_onnx_classifier(tmp_path / "o2"), inputs), logits_of(model, inputs), atol=1e-4, rtol=1e-4)
 
@@ -148,9 +202,23 @@ def test_factorized_model_exports_to_int8_and_stays_close_to_torch(tokenizer, tm
     torch.testing.assert_close(logits_of(load_onnx_classifier(tmp_path / "int8"), inputs), logits_of(model, inputs), atol=0.05, rtol=0)
 
 
-def test_fused_optimization_levels_are_refused_with_int8(tokenizer, tmp_path):
-    with pytest.raises(DistillError, match="optimization_level: 2 cannot be combined with int8"):
-        build_onnx_classifier(tiny_bert(tokenizer), tokenizer, tmp_path / "x", quantization="dynamic", optimization_level=2)
+@pytest.mark.parametrize("level, quantization, message", [
+    (99, "dynamic", "99 bakes hardware-specific ops in"),
+    (2, "static", "static int8 calibrates the unfused graph"),
+])
+def test_optimization_levels_the_int8_quantizer_cannot_read_are_refused(tokenizer, tmp_path, level, quantization, message):
+    with pytest.raises(DistillError, match=f"optimization_level: {message}"):
+        build_onnx_classifier(tiny_bert(tokenizer), tokenizer, tmp_path / "x", quantization=quantization, optimization_level=level)
+    assert not (tmp_path / "x").exists()  # refused before any export
+
+
+def test_onnx_export_prints_no_library_chatter(tokenizer, tmp_path, capfd):
+    import datasets
+
+    calibration = datasets.Dataset.from_dict(dict(tokenizer(SENTENCES, truncation=True)))
+    build_onnx_classifier(tiny_bert(tokenizer), tokenizer, tmp_path / "static", quantization="static", calibration_dataset=calibration)
+    captured = capfd.readouterr()
+    assert captured.out == "" and captured.err == ""
 
 
 # ---------------------------------------------------------------- bitsandbytes
@@ -231,7 +299,8 @@ def recipe_with(stage: dict, name: str = "q") -> dict:
 
 
 @pytest.mark.parametrize("stage, message", [
-    ({"kind": "onnx", "optimization_level": 2}, r"stages\[1\]\.optimization_level: levels 2 and 99 fuse ops"),
+    ({"kind": "onnx", "optimization_level": 99}, r"stages\[1\]\.optimization_level: 99 bakes hardware-specific ops in"),
+    ({"kind": "onnx", "quantization": "static", "optimization_level": 2}, r"stages\[1\]\.optimization_level: static int8 calibrates"),
     ({"kind": "onnx", "optimization_level": 3}, r"stages\[1\]\.optimization_level: Input should be 0, 1, 2 or 99"),
     ({"kind": "onnx", "quantization": "int4"}, r"stages\[1\]\.quantization: Input should be 'none', 'dynamic' or 'static'"),
     ({"kind": "onnx", "isa": "sse4"}, r"stages\[1\]\.isa: Input should be 'auto'"),
@@ -340,11 +409,11 @@ def test_ort_int8_agrees_with_fp32_on_real_dev_sentences(minilm_sst2):
 
 
 @pytest.mark.integration
-def test_ort_int8_minilm_runs_in_a_text_classification_pipeline(minilm_sst2):
-    ort_model = load_onnx_classifier(minilm_sst2.root / "int8")
-    predictions = pipeline("text-classification", model=ort_model, tokenizer=minilm_sst2.tokenizer)(minilm_sst2.sentences[:8])
-    expected = logits_of(ort_model, {k: v[:8] for k, v in minilm_sst2.inputs.items()}).argmax(-1).tolist()
-    assert [p["label"] for p in predictions] == [ort_model.config.id2label[i] for i in expected]
+def test_ort_int8_minilm_fuses_attention_at_level_2_and_keeps_its_predictions(minilm_sst2, tmp_path):
+    details = build_onnx_classifier(minilm_sst2.model, minilm_sst2.tokenizer, tmp_path / "o2int8", optimization_level=2)
+    assert (details["fused_operators"]["Attention"], details["fused_operators"]["EmbedLayerNormalization"]) == (6, 1)
+    fused = logits_of(load_onnx_classifier(tmp_path / "o2int8"), minilm_sst2.inputs).argmax(-1).numpy()
+    assert (fused == minilm_sst2.fp32).mean() >= 0.93
 
 
 @pytest.mark.integration
@@ -367,3 +436,16 @@ def test_eval_command_scores_an_onnx_artifact_as_it_scores_the_torch_one(minilm_
     assert [scores[f]["backend"] for f in ("torch", "int8")] == ["torch", "onnxruntime"]
     assert scores["torch"]["accuracy"] > 0.6  # a head fitted on 256 sentences: well above chance
     assert scores["int8"]["accuracy"] == pytest.approx(scores["torch"]["accuracy"], abs=0.03)
+
+
+def test_a_recipe_whose_onnx_stage_lacks_onnxruntime_stops_before_any_stage(monkeypatch, tmp_path):
+    import importlib.util
+
+    from distill.pipeline import Pipeline
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else real_find_spec(name, *a))
+    recipe = validate_recipe({**recipe_with({"kind": "onnx", "name": "int8"}), "output_dir": str(tmp_path)})
+    with pytest.raises(DistillError, match=r"stages\[1\] \(int8\): needs onnxruntime, which is not installed: pip install 'distill\[onnx\]'"):
+        Pipeline(recipe).run()
+    assert not (tmp_path / "q").exists()  # nothing ran

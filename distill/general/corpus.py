@@ -70,14 +70,27 @@ def corpus_lines(cfg, search_dirs: list, field: str) -> list[str]:
     return lines
 
 
+def special_token_frame(tokenizer) -> tuple[list[int], list[int]]:
+    """The ids the tokenizer puts before and after one sequence ([CLS] and [SEP] for BERT, <s> and
+    </s> for RoBERTa), read off its own encoding of a one-token text: transformers 5 dropped
+    `build_inputs_with_special_tokens`, and this works the same on 4.x."""
+    probe = tokenizer.unk_token or tokenizer.all_special_tokens[0]
+    body = tokenizer(probe, add_special_tokens=False)["input_ids"]
+    full = tokenizer(probe, add_special_tokens=True)["input_ids"]
+    for start in range(len(full) - len(body) + 1):
+        if full[start : start + len(body)] == body:
+            return full[:start], full[start + len(body) :]
+    raise DistillError(f"{type(tokenizer).__name__}: cannot tell where its special tokens go around a sequence")
+
+
 def pack_blocks(token_ids: list[list[int]], block_size: int, tokenizer) -> list[list[int]]:
     """Concatenate the token lists and cut them into blocks of `block_size` with special tokens."""
-    inner = block_size - tokenizer.num_special_tokens_to_add(pair=False)
+    before, after = special_token_frame(tokenizer)
+    inner = block_size - len(before) - len(after)
     if inner < 1:
         raise DistillError(f"corpus.block_size: {block_size} leaves no room for text after the special tokens")
     stream = list(chain.from_iterable(token_ids))
-    return [tokenizer.build_inputs_with_special_tokens(stream[i : i + inner])
-            for i in range(0, len(stream) - inner + 1, inner)]
+    return [before + stream[i : i + inner] + after for i in range(0, len(stream) - inner + 1, inner)]
 
 
 def load_corpus(cfg, tokenizer, *, seed: int, field: str, search_dirs: list) -> Corpus:

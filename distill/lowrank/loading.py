@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 from transformers import AutoConfig, PreTrainedModel
-from transformers.modeling_utils import load_sharded_checkpoint
+from distill.compat import load_sharded_checkpoint
 
 from distill.errors import DistillError
 from distill.lowrank.factorize import FACTORIZATION_KEY, FORMAT_VERSION, replace_module

@@ -7,15 +7,15 @@
     model.save_pretrained(folder)         # the pruning map travels in config.json
     model = load_pruned(folder)           # re-applies it (any transformers version)
 
-What reloads where (transformers 4.57):
-- Heads removed but every layer keeps one, and FFN sizes uniform (a standard, smaller
-  `intermediate_size`): plain `from_pretrained` and `pipeline("text-classification", model=DIR)`
-  rebuild it natively from `config.pruned_heads`. `load_pruned` too.
-- A layer with no heads left, or per-layer FFN sizes: only `load_pruned` (native loading either
-  fails on the shapes or builds a 0-head layer whose forward fails). Use
-  `pipeline("text-classification", model=load_pruned(DIR), tokenizer=DIR)`.
-  `loads_natively(model_or_config)` tells which case a model is.
-- transformers 5 has no `pruned_heads`: only `load_pruned` rebuilds pruned heads there.
+What reloads where (`loads_natively(model_or_config)` tells, for the installed stack):
+- FFN neurons removed uniformly (a standard, smaller `intermediate_size`), heads untouched:
+  plain `from_pretrained` and `pipeline("text-classification", model=DIR)`, on 4.57 and 5.x.
+- Heads removed but every layer keeps one, FFN sizes uniform: natively on 4.57 only (it rebuilds
+  them from `config.pruned_heads`). transformers 5 has no `pruned_heads` and its head size is
+  hidden_size / num_attention_heads, so there `from_pretrained` refuses the folder (size mismatch).
+- A layer with no heads left, or per-layer FFN sizes: `load_pruned` only (native loading fails on
+  the shapes or builds a 0-head layer whose forward fails).
+Whenever native loading cannot, use `pipeline("text-classification", model=load_pruned(DIR), tokenizer=DIR)`.
 """
 
 from distill.pruning.importance import ffn_importance, head_importance

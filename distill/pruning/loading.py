@@ -15,7 +15,7 @@ from pathlib import Path
 import transformers
 from safetensors.torch import load_file
 from transformers import AutoConfig, AutoModelForSequenceClassification, PreTrainedModel
-from transformers.modeling_utils import load_sharded_checkpoint
+from distill.compat import load_sharded_checkpoint
 
 from distill.errors import DistillError
 from distill.pruning.structure import PRUNING_KEY, prune_ffn, prune_heads

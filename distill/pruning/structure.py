@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from transformers.pytorch_utils import prune_linear_layer
 
+from distill.compat import TRANSFORMERS_5
 from distill.errors import DistillError
 from distill.models import encoder_layers
 
@@ -195,11 +196,23 @@ def pruning_counts(model: nn.Module) -> dict[str, int]:
     }
 
 
-def loads_natively(model_or_config) -> bool:
-    """Whether plain `from_pretrained` (transformers 4.x) rebuilds a runnable model: every layer
-    keeps a head (a 0-head layer loads but its native forward fails) and FFN sizes are uniform."""
+def loads_natively(model_or_config, *, transformers_5: bool = TRANSFORMERS_5) -> bool:
+    """Whether plain `from_pretrained` (so `pipeline(task, model=folder)`) rebuilds the model's shapes.
+
+    Takes a model, a config or a config.json dict. Both stacks need uniform FFN sizes (a standard
+    `intermediate_size`). Heads: transformers 4.x re-applies `config.pruned_heads`, as long as
+    every layer keeps a head (a 0-head layer loads but its forward fails); 5.x has no
+    `pruned_heads` and takes the head size from hidden_size / num_attention_heads, so no head
+    pruning, not even uniform, can be expressed: its `from_pretrained` fails on the sizes.
+    `transformers_5` picks the rule (default: the installed stack's)."""
     config = getattr(model_or_config, "config", model_or_config)
-    spec = getattr(config, PRUNING_KEY, None)
+    get = config.get if isinstance(config, Mapping) else lambda key: getattr(config, key, None)
+    spec = get(PRUNING_KEY)
     if not spec:
         return True
-    return all(spec["heads_kept"]) and len(set(spec["intermediate_sizes"])) == 1
+    if len(set(spec["intermediate_sizes"])) != 1:
+        return False
+    if not transformers_5:
+        return all(spec["heads_kept"])
+    total = get("num_attention_heads")  # unknown: cannot tell whether heads were removed
+    return total is not None and all(len(kept) == total for kept in spec["heads_kept"])

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 from huggingface_hub import ModelCard
@@ -40,8 +39,9 @@ SINGLE_EXAMPLES = {"sst2": "A gripping, beautifully acted film.", "cola": "The b
 
 
 def needs_distill_loader(folder: Path) -> bool:
-    """A pruned model whose shapes plain `from_pretrained` cannot rebuild (a layer with no heads
-    left, or FFN sizes that differ by layer): it loads only through distill.pruning.load_pruned."""
+    """A pruned model whose shapes plain `from_pretrained` cannot rebuild: it loads only through
+    distill.pruning.load_pruned. Judged by transformers 5's rule (no head pruning, uniform FFN),
+    whichever stack wrote the card: that is what the card's readers run."""
     config_path = folder / "config.json"
     if not config_path.is_file():
         return False
@@ -50,7 +50,7 @@ def needs_distill_loader(folder: Path) -> bool:
         from distill.pruning.structure import PRUNING_KEY, loads_natively
     except ImportError:
         return False
-    return PRUNING_KEY in config and not loads_natively(SimpleNamespace(**{PRUNING_KEY: config[PRUNING_KEY]}))
+    return PRUNING_KEY in config and not loads_natively(config, transformers_5=True)
 
 
 # ---------------------------------------------------------------- the body

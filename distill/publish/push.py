@@ -120,17 +120,37 @@ def hub_api(endpoint: str | None = None):
     return HfApi(endpoint=endpoint or os.environ.get("HF_ENDPOINT") or None), token
 
 
-def upload_folder(api, token: str, folder: Path, repo_id: str, *, private: bool, revision: str | None, message: str) -> str:
-    import requests
+def request_errors() -> tuple[type[Exception], ...]:
+    """What a failed Hub request raises, on every huggingface_hub release. HfHubHTTPError derives
+    from its HTTP library's HTTPError: requests' (hub 0.x; all requests errors are OSErrors) or
+    httpx's (hub 1.x+; also the base of its connection and timeout errors, which are not). OSError
+    also covers OfflineModeIsEnabled and hf_xet's ConnectionError; ValueError, malformed answers."""
     from huggingface_hub.utils import HfHubHTTPError
 
+    return (OSError, ValueError, *HfHubHTTPError.__bases__)
+
+
+def upload_folder(api, token: str, folder: Path, repo_id: str, *, private: bool, revision: str | None, message: str) -> str:
+    errors = request_errors()
     try:
         api.create_repo(repo_id, private=private, exist_ok=True)
         if revision:
             api.create_branch(repo_id, branch=revision, exist_ok=True)
         info = api.upload_folder(repo_id=repo_id, folder_path=folder, revision=revision, commit_message=message)
-    except (HfHubHTTPError, requests.RequestException, ValueError) as err:
+    except (*errors, RuntimeError) as err:
+        # A failed LFS upload comes wrapped: RuntimeError("Error while uploading '<file>' ...") from the cause.
+        wrapped = isinstance(err, RuntimeError) and not isinstance(err, errors)
+        if wrapped and not isinstance(err.__cause__, errors):
+            raise
+        parts = [err, err.__cause__] if wrapped else [err]
+        lines = [_first_line(e) for e in parts]
+        if server := getattr(parts[-1], "server_message", None):  # HfHubHTTPError: the Hub's own words
+            lines.append(f"({_first_line(server)})")
         # Server messages do not carry the token, but scrub it anyway: it must never reach a log.
-        detail = (str(err).strip().splitlines() or [type(err).__name__])[0].replace(token, "***")
+        detail = " ".join(lines).replace(token, "***")
         raise DistillError(f"push to {repo_id} at {api.endpoint} failed: {detail}") from None
     return str(info.commit_url)
+
+
+def _first_line(err: BaseException | str) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]

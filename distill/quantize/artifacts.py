@@ -31,9 +31,9 @@ def describe_artifact(folder: str | Path) -> ArtifactKind:
         raise DistillError(f"{folder}: not a model folder (no config.json)")
     config = json.loads(config_file.read_text())
     if any(folder.glob("*.onnx")):
-        ort_config = folder / "ort_config.json"
-        quantized = ort_config.is_file() and bool(json.loads(ort_config.read_text()).get("quantization"))
-        return ArtifactKind("onnxruntime", "int8" if quantized else "fp32")
+        from distill.quantize.ort import is_quantized
+
+        return ArtifactKind("onnxruntime", "int8" if is_quantized(folder) else "fp32")
     quantization = config.get("quantization_config") or {}
     if quantization.get("quant_method") == "bitsandbytes":
         if quantization.get("load_in_4bit"):
@@ -88,12 +88,9 @@ def require_torch_artifact(folder: str | Path, field: str) -> ArtifactKind:
 
 def loads_with_from_pretrained(folder: str | Path) -> bool:
     """Whether transformers' own `from_pretrained` rebuilds the model (bitsandbytes quantizes
-    while loading that way): not for factorized layers or pruning it cannot express."""
+    while loading that way): not for factorized layers or pruning this stack cannot express."""
     from distill.lowrank import FACTORIZATION_KEY
-    from distill.pruning import PRUNING_KEY
+    from distill.pruning import loads_natively
 
     config = json.loads((Path(folder) / "config.json").read_text())
-    if config.get(FACTORIZATION_KEY):
-        return False
-    spec = config.get(PRUNING_KEY)
-    return not spec or (all(spec["heads_kept"]) and len(set(spec["intermediate_sizes"])) == 1)
+    return not config.get(FACTORIZATION_KEY) and loads_natively(config)

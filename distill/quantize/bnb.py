@@ -3,7 +3,11 @@ nf4/fp4 (optionally double-quantized), loaded from a saved classifier folder, sa
 with `from_pretrained` (the quantization config travels in config.json).
 
 On CPU this saves memory, not time (shared/PLATFORM.md). Traps handled here:
-- the task head stays unquantized (`skip_modules`, default classifier and BERT's pooler);
+- the task head stays unquantized (`skip_modules`, default classifier and BERT's pooler). The
+  names are resolved to the full paths of the Linear layers they cover before loading, because
+  transformers matches `llm_int8_skip_modules` differently by release (4.57: "name." anywhere in
+  a path; 5.x: a path prefix or suffix, so "pooler" no longer covers bert.pooler.dense). Full
+  paths mean the same to both, also when a saved artifact is reloaded on the other stack;
 - a 4-bit model that ran inference on an AVX512-BF16 CPU repacks its weights in place and then
   saves corrupted: `disable_cpu_weight_repacking` turns that off on every Linear4bit;
 - int8 logs a cast warning on every matmul: the `bitsandbytes` logger is raised to ERROR.
@@ -11,16 +15,21 @@ On CPU this saves memory, not time (shared/PLATFORM.md). Traps handled here:
 
 from __future__ import annotations
 
+import copy
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForSequenceClassification, BitsAndBytesConfig
+from torch import nn
+from transformers import AutoConfig, AutoModelForSequenceClassification, BitsAndBytesConfig
 
 from distill.errors import DistillError
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 QUANT_TYPES = ("nf4", "fp4")
+# Module names: every Linear at or under a module of that name (a whole run of path components:
+# "pooler" and "bert.pooler" both cover bert.pooler.dense) stays unquantized.
 DEFAULT_SKIP_MODULES = ("classifier", "pooler")
 
 
@@ -53,19 +62,38 @@ def bnb_config(
     )
 
 
+def skipped_linear_paths(model: nn.Module, names: Sequence[str], field: str = "skip_modules") -> list[str]:
+    """The full dotted paths of the model's Linear layers that `names` cover (see DEFAULT_SKIP_MODULES)."""
+    linears = [path for path, module in model.named_modules() if isinstance(module, nn.Linear)]
+    for name in names:
+        if not any(f".{name}." in f".{path}." for path in linears):
+            raise DistillError(f"{field}: '{name}' names no Linear layer of {type(model).__name__}")
+    return [path for path in linears if any(f".{name}." in f".{path}." for name in names)]
+
+
+def _with_full_skip_paths(src_dir: str | Path, config: BitsAndBytesConfig, field: str) -> BitsAndBytesConfig:
+    """A copy of `config` whose skip list is the full paths of the layers it covers in this model."""
+    with torch.device("meta"):  # the module tree only, no weights
+        skeleton = AutoModelForSequenceClassification.from_config(AutoConfig.from_pretrained(src_dir))
+    config = copy.deepcopy(config)
+    config.llm_int8_skip_modules = skipped_linear_paths(skeleton, config.llm_int8_skip_modules or [], field)
+    return config
+
+
 def _device_map() -> dict[str, str]:
     return {"": "cuda:0" if torch.cuda.is_available() else "cpu"}
 
 
-def quantize_bnb(src_dir: str | Path, config: BitsAndBytesConfig, dtype: str = "fp32"):
+def quantize_bnb(src_dir: str | Path, config: BitsAndBytesConfig, dtype: str = "fp32", *, skip_field: str = "skip_modules"):
     """Load a saved classifier with its Linear weights quantized by bitsandbytes. `dtype` is the
     precision of what stays unquantized (embeddings, LayerNorm, head): fp32 by default, as fp16
-    is emulated and slow on CPUs."""
+    is emulated and slow on CPUs. `skip_field` names the skip list in errors (a recipe field)."""
     quiet_bitsandbytes()
     if dtype not in DTYPES:
         raise DistillError(f"dtype: must be one of {', '.join(DTYPES)}, got {dtype!r}")
     model = AutoModelForSequenceClassification.from_pretrained(
-        src_dir, quantization_config=config, dtype=DTYPES[dtype], device_map=_device_map(), use_safetensors=True
+        src_dir, quantization_config=_with_full_skip_paths(src_dir, config, skip_field), dtype=DTYPES[dtype], device_map=_device_map(),
+        use_safetensors=True,
     )
     disable_cpu_weight_repacking(model)
     return model.eval()

@@ -1,37 +1,56 @@
-"""ONNX Runtime artifacts through Optimum: export a torch classifier to ONNX, optionally optimize
-the graph, and quantize it to int8 (dynamic, or static with calibration on task data).
+"""ONNX Runtime artifacts without Optimum: export a torch classifier with `torch.onnx`, optionally
+optimize the graph with onnxruntime's transformer optimizer, and quantize it to int8 with
+`onnxruntime.quantization` (dynamic, or static QDQ with ranges calibrated on task data).
 
-The output folder holds one `model.onnx`, `config.json`, `ort_config.json` (what was done) and
-the tokenizer, so `ORTModelForSequenceClassification.from_pretrained(folder)` and
-`pipeline("text-classification", model=ort_model, tokenizer=tok)` load it.
+One path on both transformers stacks (torch and onnxruntime are the same on both): optimum-onnx
+only installs beside transformers < 4.58. The folder holds `model.onnx`, `config.json`,
+`ort_config.json` (what was done) and the tokenizer, so it loads with a plain
+`onnxruntime.InferenceSession`, with `load_onnx_classifier`, and with optimum's
+`ORTModelForSequenceClassification` wherever optimum-onnx is installed.
 """
 
 from __future__ import annotations
 
-import platform
+import inspect
+import io
+import json
 import shutil
 import tempfile
+from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
+
 from distill.errors import DistillError
+from distill.machine import cpu_flags
 
 ISAS = ("avx2", "avx512", "avx512_vnni", "arm64")
 OPTIMIZATION_LEVELS = (0, 1, 2, 99)
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
-# Levels 2 and 99 fuse attention/LayerNorm into com.microsoft ops whose outputs ONNX shape
-# inference cannot type; Optimum's quantizer then fails (optimum#1959), so with int8 only 0-1.
-MAX_LEVEL_WITH_QUANTIZATION = 1
 ONNX_FILE = "model.onnx"
+ORT_CONFIG_FILE = "ort_config.json"
+OPSET = 17
+# Static int8 quantizes the weight-bearing ops (matmuls, the embedding lookups). Left out: the
+# mask arithmetic (Add/Mul on a tensor that is constant for an unpadded batch, which entropy and
+# percentile histograms cannot bin) and the residual adds, whose int8 rounding costs accuracy.
+STATIC_OP_TYPES = ("MatMul", "Gemm", "Gather")
+GRAPH_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+EXPORTER = "torch.onnx.export(dynamo=False), eager attention"
+# Optimized graphs must give the exported graph's logits (a fusion that mis-reads a pruned
+# layer's head count would not): max absolute difference allowed.
+OPTIMIZATION_TOLERANCE = 1e-3
 
 
-def detect_isa(cpu_flags: set[str] | None = None, machine: str | None = None) -> str:
-    """The Optimum int8 preset for this CPU: arm64 on ARM, else the widest x86 vector ISA
+def detect_isa(flags: set[str] | None = None, machine: str | None = None) -> str:
+    """The int8 preset for this CPU: arm64 on ARM, else the widest x86 vector ISA
     (AVX512-VNNI > AVX512 > AVX2; AVX2's u8/u8 preset is also the safe choice below AVX2)."""
+    import platform
+
     machine = (machine or platform.machine()).lower()
     if machine in {"aarch64", "arm64"}:
         return "arm64"
-    flags = cpu_flags if cpu_flags is not None else _cpu_flags()
+    flags = cpu_flags() if flags is None else flags
     if "avx512_vnni" in flags or "avx512vnni" in flags:
         return "avx512_vnni"
     if "avx512f" in flags and "avx512bw" in flags:
@@ -39,84 +58,162 @@ def detect_isa(cpu_flags: set[str] | None = None, machine: str | None = None) ->
     return "avx2"
 
 
-def _cpu_flags() -> set[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
-def quantization_config(mode: Literal["dynamic", "static"], isa: str, per_channel: bool):
-    """Optimum's preset for the instruction set (weights u8 on AVX2, s8 on AVX512/ARM)."""
-    from optimum.onnxruntime.configuration import AutoQuantizationConfig
-
+def weight_type_name(isa: str) -> str:
+    """Weights u8 on AVX2 (its u8*s8 instructions can saturate), s8 elsewhere; activations are
+    always u8, asymmetric. The same presets Optimum's AutoQuantizationConfig uses."""
     if isa not in ISAS:
         raise DistillError(f"isa: {isa!r} is not one of {', '.join(ISAS)}")
-    preset = getattr(AutoQuantizationConfig, isa)
-    return preset(is_static=mode == "static", per_channel=per_channel)
+    return "QUInt8" if isa == "avx2" else "QInt8"
 
 
-def export_onnx(model, out_dir: Path) -> Path:
-    """fp32 ONNX export of an in-memory classifier. Exporting the loaded module (not a folder
-    name) traces whatever its layers are, so pruned or factorized models export too."""
-    from optimum.exporters.onnx import onnx_export_from_model
+@contextmanager
+def quiet_onnx_tools():
+    """Keep exporter and quantizer chatter (TracerWarnings, per-channel axis warnings on
+    LayerNorm weights, ORT's C++ warnings) off the user's screen."""
+    import logging
+    import warnings
 
-    out_dir = Path(out_dir)
+    import onnxruntime
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # onnxruntime.quantization logs through the root logger
+    onnxruntime.set_default_logger_severity(3)
     try:
-        onnx_export_from_model(model.eval(), out_dir, task="text-classification", do_validation=False)
-    except (ValueError, KeyError) as err:  # architectures Optimum has no ONNX config for
+        with warnings.catch_warnings(), redirect_stdout(io.StringIO()):  # the calibrator print()s its progress
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        root.setLevel(level)
+        onnxruntime.set_default_logger_severity(2)
+
+
+def graph_input_names(model) -> list[str]:
+    """input_ids and attention_mask, plus token_type_ids where the model takes them (BERT does:
+    pair tasks need them, and Optimum's BERT graphs have them too)."""
+    accepted = inspect.signature(model.forward).parameters
+    return [name for name in GRAPH_INPUTS if name in accepted]
+
+
+def export_onnx(model, path: Path) -> Path:
+    """fp32 ONNX of an in-memory classifier, dynamic batch and sequence. Exporting the loaded
+    module (not a folder name) traces whatever its layers are, so pruned or factorized models
+    export too. Legacy exporter with eager attention: onnxruntime's optimizer fuses that graph's
+    attention; the dynamo export and the sdpa graph (IsNaN/Where masking) leave it unfused."""
+    import torch
+
+    model = model.eval()
+    names = graph_input_names(model)
+    vocab = model.config.vocab_size
+    input_ids = torch.arange(2 * 8).reshape(2, 8) % vocab
+    attention_mask = torch.ones(2, 8, dtype=torch.long)
+    attention_mask[1, 5:] = 0  # a padded row, so the traced mask path is the general one
+    dummy = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": torch.zeros(2, 8, dtype=torch.long)}
+    axes = {name: {0: "batch", 1: "sequence"} for name in names} | {"logits": {0: "batch"}}
+    previous = model.config._attn_implementation
+    model.config._attn_implementation = "eager"
+    try:
+        with torch.no_grad(), quiet_onnx_tools():
+            torch.onnx.export(model, (), str(path), kwargs={n: dummy[n] for n in names}, input_names=names,
+                              output_names=["logits"], dynamic_axes=axes, opset_version=OPSET, dynamo=False)
+    except Exception as err:  # an op or architecture the exporter cannot trace
         raise DistillError(f"ONNX export of {type(model).__name__} failed: {str(err).splitlines()[0]}") from None
-    return out_dir / ONNX_FILE
+    finally:
+        model.config._attn_implementation = previous
+    return path
 
 
-def optimize_onnx(src_dir: Path, out_dir: Path, level: int, transformer_fusions: bool):
-    """ONNX Runtime graph optimization written into the file (ONNX Runtime also optimizes at
-    load time; offline fusions are what it cannot do by itself)."""
-    from optimum.onnxruntime import ORTOptimizer
-    from optimum.onnxruntime.configuration import OptimizationConfig
+def optimize_onnx(src: Path, dst: Path, level: int, model, fuse_attention: bool) -> dict:
+    """Bake graph optimizations into the file. Level 1: onnxruntime's basic ones; 2: plus the
+    transformer fusions (attention, SkipLayerNorm, BiasGelu, embeddings); 99: all (hardware
+    specific). onnxruntime applies level 1-2 at load time anyway, except the fusions."""
+    from onnxruntime.transformers.fusion_options import FusionOptions
+    from onnxruntime.transformers.optimizer import optimize_model
 
-    config = OptimizationConfig(optimization_level=level, enable_transformers_specific_optimizations=transformer_fusions)
-    try:
-        ORTOptimizer.from_pretrained(src_dir).optimize(config, out_dir, file_suffix=None)
-    except NotImplementedError as err:  # model type without ORT optimization support
-        raise DistillError(f"optimization_level: {str(err).splitlines()[0]}") from None
-    return config
+    config = model.config
+    with quiet_onnx_tools():
+        if level == 1:
+            optimized = optimize_model(str(src), model_type="bert", opt_level=1, only_onnxruntime=True)
+        else:
+            options = FusionOptions("bert")
+            options.enable_attention = fuse_attention
+            optimized = optimize_model(str(src), model_type="bert", num_heads=config.num_attention_heads,
+                                       hidden_size=config.hidden_size, opt_level=1 if level == 2 else 99,
+                                       optimization_options=options)
+        optimized.save_model_to_file(str(dst))
+    fused = {op: n for op, n in optimized.get_fused_operator_statistics().items() if n} if level > 1 else {}
+    return {"level": level, "fused_operators": fused}
 
 
-def quantize_onnx(
-    src_dir: Path,
-    out_dir: Path,
-    *,
-    mode: Literal["dynamic", "static"],
-    isa: str,
-    per_channel: bool,
-    calibration_dataset=None,
-    calibration_method: str = "minmax",
-    work_dir: Path | None = None,
-):
+def quantize_onnx(src: Path, dst: Path, *, mode: Literal["dynamic", "static"], isa: str, per_channel: bool,
+                  calibration=None, calibration_method: str = "minmax") -> dict:
     """int8 weights; activations quantized per batch at run time (dynamic) or with ranges
-    calibrated once on `calibration_dataset` (static: tokenized examples, one per step)."""
-    from optimum.onnxruntime import ORTQuantizer
-    from optimum.onnxruntime.configuration import AutoCalibrationConfig
+    calibrated once on `calibration` (static, QDQ: rows of input_ids/attention_mask/...)."""
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
 
-    config = quantization_config(mode, isa, per_channel)
-    quantizer = ORTQuantizer.from_pretrained(src_dir)
-    ranges = None
-    if mode == "static":
-        if calibration_dataset is None or len(calibration_dataset) == 0:
-            raise DistillError("static quantization needs calibration examples")
-        if calibration_method not in CALIBRATION_METHODS:
-            raise DistillError(f"calibration_method: {calibration_method!r} is not one of {', '.join(CALIBRATION_METHODS)}")
-        dataset = quantizer.clean_calibration_dataset(calibration_dataset)  # keeps the graph's inputs only
-        calibration = getattr(AutoCalibrationConfig, calibration_method)(dataset)
-        augmented = Path(work_dir or out_dir) / "augmented_model.onnx"  # Optimum's default lands in the cwd
-        ranges = quantizer.fit(dataset, calibration, onnx_augmented_model_name=augmented,
-                               operators_to_quantize=config.operators_to_quantize)
-    quantizer.quantize(config, out_dir, file_suffix=None, calibration_tensors_range=ranges)
-    return config
+    weight_type = getattr(QuantType, weight_type_name(isa))
+    # Fused com.microsoft ops have no ONNX shape inference: tell the quantizer their outputs are float.
+    extra = {"DefaultTensorType": onnx.TensorProto.FLOAT, "WeightSymmetric": True, "ActivationSymmetric": False}
+    with quiet_onnx_tools():
+        if mode == "dynamic":
+            # Also the activation x activation matmuls (attention scores, scores x values), as
+            # Optimum's quantizer does: quantize_dynamic alone keeps them fp32 (MatMulConstBOnly).
+            quantize_dynamic(str(src), str(dst), per_channel=per_channel, weight_type=weight_type,
+                             extra_options=extra | {"MatMulConstBOnly": False})
+        else:
+            if calibration is None or len(calibration) == 0:
+                raise DistillError("static quantization needs calibration examples")
+            if calibration_method not in CALIBRATION_METHODS:
+                raise DistillError(f"calibration_method: {calibration_method!r} is not one of {', '.join(CALIBRATION_METHODS)}")
+            method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+                      "percentile": CalibrationMethod.Percentile}[calibration_method]
+            with tempfile.TemporaryDirectory(dir=dst.parent, prefix=".calibration-") as scratch:  # ORT's augmented model
+                quantize_static(str(src), str(dst), _CalibrationReader(src, calibration), quant_format=QuantFormat.QDQ,
+                                per_channel=per_channel, activation_type=QuantType.QUInt8, weight_type=weight_type,
+                                calibrate_method=method, extra_options=extra | {"CalibTensorRangeSymmetric": False},
+                                op_types_to_quantize=list(STATIC_OP_TYPES),
+                                calibration_providers=["CPUExecutionProvider"], **_scratch_kwarg(scratch))
+    return {
+        "mode": mode,
+        "format": "QOperator" if mode == "dynamic" else "QDQ",
+        "per_channel": per_channel,
+        "isa": isa,
+        "activations_dtype": "QUInt8",
+        "weights_dtype": weight_type_name(isa),
+        "weights_symmetric": True,
+        "calibration_method": calibration_method if mode == "static" else None,
+        "calibration_examples": len(calibration) if mode == "static" else None,
+    }
+
+
+def _scratch_kwarg(folder: str) -> dict:
+    """Where quantize_static writes its augmented model, for onnxruntime releases that ask."""
+    from onnxruntime.quantization import quantize_static
+
+    return {"calibration_data_reader_dir": folder} if "calibration_data_reader_dir" in inspect.signature(quantize_static).parameters else {}
+
+
+class _CalibrationReader:
+    """onnxruntime's CalibrationDataReader protocol over tokenized rows, one example per step,
+    right-padded to the longest (entropy and percentile histograms need one shape; batches are
+    padded at inference too)."""
+
+    def __init__(self, model_path: Path, rows):
+        import onnx
+
+        names = [i.name for i in onnx.load(str(model_path), load_external_data=False).graph.input]
+        rows = list(rows)
+        length = max(len(row["input_ids"]) for row in rows)
+
+        def padded(row, name):
+            values = row.get(name) or ([1] * len(row["input_ids"]) if name == "attention_mask" else [0] * len(row["input_ids"]))
+            return np.asarray([list(values) + [0] * (length - len(values))], dtype=np.int64)
+
+        self._rows = iter([{name: padded(row, name) for name in names} for row in rows])
+
+    def get_next(self):
+        return next(self._rows, None)
 
 
 def build_onnx_classifier(
@@ -136,45 +233,66 @@ def build_onnx_classifier(
         raise DistillError(f"optimization_level: must be one of {OPTIMIZATION_LEVELS}, got {optimization_level!r}")
     if quantization not in ("none", "dynamic", "static"):
         raise DistillError(f"quantization: must be none, dynamic or static, got {quantization!r}")
-    quantized = quantization != "none"
-    if quantized and optimization_level > MAX_LEVEL_WITH_QUANTIZATION:
-        raise DistillError(f"optimization_level: {optimization_level} cannot be combined with int8 quantization "
-                           f"(use 0 or 1; ONNX Runtime still optimizes the graph when it loads it)")
+    check_levels(optimization_level, quantization)
     isa = detect_isa() if isa == "auto" else isa
+    weight_type_name(isa)  # an unknown isa fails before the export
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    optimization = quantization_details = None
     with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=".onnx-work-") as tmp:
-        work = Path(tmp)
-        current = export_onnx(model, work / "exported").parent
-        optimization = quantization_cfg = None
+        current = export_onnx(model, Path(tmp) / "exported.onnx")
         if optimization_level:
-            # Transformer fusions only without int8: the quantizer cannot read the fused graph.
-            optimization = optimize_onnx(current, work / "optimized", optimization_level, transformer_fusions=not quantized)
-            current = work / "optimized"
-        if quantized:
-            quantization_cfg = quantize_onnx(current, work / "quantized", mode=quantization, isa=isa, per_channel=per_channel,
-                                             calibration_dataset=calibration_dataset,
-                                             calibration_method=calibration_method, work_dir=work)
-            current = work / "quantized"
-        shutil.copyfile(current / ONNX_FILE, out_dir / ONNX_FILE)
-        model.config.save_pretrained(out_dir)
-    _save_ort_config(out_dir, optimization, quantization_cfg)
+            # The attention fusion assumes every layer has the config's head count.
+            optimized = Path(tmp) / "optimized.onnx"
+            optimization = optimize_onnx(current, optimized, optimization_level, model, fuse_attention=_all_heads_kept(model))
+            check_same_logits(current, optimized, model.config.vocab_size)
+            current = optimized
+        if quantization != "none":
+            quantized = Path(tmp) / "quantized.onnx"
+            quantization_details = quantize_onnx(current, quantized, mode=quantization, isa=isa, per_channel=per_channel,
+                                                 calibration=calibration_dataset, calibration_method=calibration_method)
+            current = quantized
+        shutil.copyfile(current, out_dir / ONNX_FILE)
+    model.config.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
+    record = {"exporter": EXPORTER, "opset": OPSET, "optimization": optimization, "quantization": quantization_details}
+    (out_dir / ORT_CONFIG_FILE).write_text(json.dumps(record, indent=2) + "\n")
     return {
         "optimization_level": optimization_level,
+        "fused_operators": (optimization or {}).get("fused_operators"),
         "quantization": quantization,
-        "per_channel": per_channel if quantized else None,
-        "isa": isa if quantized else None,
-        "calibration_examples": len(calibration_dataset) if quantization == "static" else None,
-        "calibration_method": calibration_method if quantization == "static" else None,
+        **{k: (quantization_details or {}).get(k) for k in ("per_channel", "isa", "calibration_examples", "calibration_method")},
     }
 
 
-def _save_ort_config(out_dir: Path, optimization, quantization) -> None:
-    """One ort_config.json saying both what was optimized and how it was quantized."""
-    from optimum.onnxruntime.configuration import ORTConfig
+def _all_heads_kept(model) -> bool:
+    from distill.pruning import PRUNING_KEY
 
-    ORTConfig(optimization=optimization, quantization=quantization).save_pretrained(out_dir)
+    spec = getattr(model.config, PRUNING_KEY, None) or {}
+    return all(len(kept) == model.config.num_attention_heads for kept in spec.get("heads_kept", []))
+
+
+def check_levels(optimization_level: int, quantization: str) -> None:
+    """Which optimization levels the int8 quantizer can read (the recipe schema checks the same)."""
+    if quantization != "none" and optimization_level == 99:
+        raise DistillError("optimization_level: 99 bakes hardware-specific ops in; quantize with 0, 1 or 2")
+    if quantization == "static" and optimization_level == 2:
+        raise DistillError("optimization_level: static int8 calibrates the unfused graph (0 or 1); "
+                           "dynamic int8 takes level 2's fused attention")
+
+
+def check_same_logits(reference: Path, candidate: Path, vocab_size: int) -> None:
+    rng = np.random.default_rng(0)
+    reference_session, candidate_session = (onnx_session(p) for p in (reference, candidate))
+    names = [i.name for i in reference_session.get_inputs()]
+    feed = {"input_ids": rng.integers(0, vocab_size, (3, 11)), "attention_mask": np.ones((3, 11), dtype=np.int64),
+            "token_type_ids": np.zeros((3, 11), dtype=np.int64)}
+    feed["attention_mask"][2, 7:] = 0
+    feed = {n: feed[n].astype(np.int64) for n in names}
+    diff = float(np.abs(reference_session.run(None, feed)[0] - candidate_session.run(None, feed)[0]).max())
+    if diff > OPTIMIZATION_TOLERANCE:
+        raise DistillError(f"optimization_level: the optimized graph's logits differ from the export's by {diff:.2g}; "
+                           "use a lower optimization_level for this model")
 
 
 def ort_session_options(threads: int | None):
@@ -187,18 +305,52 @@ def ort_session_options(threads: int | None):
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.log_severity_level = 3
     return options
 
 
-def load_onnx_classifier(folder: Path, threads: int | None = None):
-    from optimum.onnxruntime import ORTModelForSequenceClassification
+def onnx_session(path: Path, threads: int | None = None):
+    import onnxruntime
 
-    return ORTModelForSequenceClassification.from_pretrained(Path(folder), session_options=ort_session_options(threads))
+    return onnxruntime.InferenceSession(str(path), ort_session_options(threads), providers=["CPUExecutionProvider"])
+
+
+class OnnxClassifier:
+    """An ONNX Runtime classifier called like a transformers model: `model(**batch).logits`
+    (torch tensors or numpy arrays in, a torch tensor out). Inputs the graph lacks are dropped;
+    token_type_ids the graph needs default to zeros."""
+
+    def __init__(self, folder: str | Path, threads: int | None = None):
+        from transformers import AutoConfig
+
+        self.folder = Path(folder)
+        self.session = onnx_session(self.folder / ONNX_FILE, threads)
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.config = AutoConfig.from_pretrained(self.folder)
+
+    def __call__(self, **inputs):
+        import torch
+        from transformers.modeling_outputs import SequenceClassifierOutput
+
+        arrays = {k: np.asarray(v.cpu() if hasattr(v, "cpu") else v, dtype=np.int64) for k, v in inputs.items() if k in self.input_names}
+        if "token_type_ids" in self.input_names and "token_type_ids" not in arrays:
+            arrays["token_type_ids"] = np.zeros_like(arrays["input_ids"])
+        logits = self.session.run(["logits"], arrays)[0]
+        return SequenceClassifierOutput(logits=torch.from_numpy(logits))
+
+
+def load_onnx_classifier(folder: Path, threads: int | None = None) -> OnnxClassifier:
+    return OnnxClassifier(folder, threads)
+
+
+def is_quantized(folder: Path) -> bool:
+    """Whether the folder's ONNX model is int8: from its ort_config.json (ours, or Optimum's)."""
+    ort_config = Path(folder) / ORT_CONFIG_FILE
+    return ort_config.is_file() and bool(json.loads(ort_config.read_text()).get("quantization"))
 
 
 def onnx_parameter_count(folder: Path) -> int:
     """Elements of the graph's weight tensors (int8 weights plus their scales and zero points)."""
-    import numpy as np
     import onnx
 
     graph = onnx.load(str(Path(folder) / ONNX_FILE), load_external_data=False).graph

@@ -70,7 +70,7 @@ def run_bnb_stage(ctx: RunContext, stage: BnbStage, out_dir: Path, stage_hash: s
         compute_dtype=stage.compute_dtype or "fp32",
         skip_modules=stage.skip_modules,
     )
-    model = quantize_bnb(source, config, dtype=stage.dtype)
+    model = quantize_bnb(source, config, dtype=stage.dtype, skip_field=_field(ctx, stage, 'skip_modules'))
     partial = fresh_partial_dir(ctx, out_dir)
     save_artifact(ctx, model, partial, tokenizer)  # before any inference (see distill/quantize/bnb.py)
     details = {"bits": stage.bits, "dtype": stage.dtype, "skip_modules": stage.skip_modules}
