@@ -360,6 +360,20 @@ def test_pruned_model_that_needs_distills_loader_gets_that_snippet(run_dir, tmp_
     assert 'pipeline("text-classification", model="distill-test/tiny-student")' not in text
 
 
+def test_onnx_artifact_of_a_pruned_model_gets_no_torch_loader_snippet(run_dir, tmp_path):
+    structure = pytest.importorskip("distill.pruning.structure")
+    config_path = run_dir / "student" / "config.json"
+    config = json.loads(config_path.read_text())
+    config[structure.PRUNING_KEY] = {"heads_kept": [[0, 1]], "intermediate_sizes": [37]}  # heads removed
+    config_path.write_text(json.dumps(config))
+    _add_onnx_stage(run_dir)  # copies that config: the int8 folder has no torch weights to load
+    push_run(run_dir, REPO, dry_run_dir=tmp_path / "out")
+    text = (tmp_path / "out" / "README.md").read_text()
+
+    assert "load_pruned" not in text
+    assert "onnxruntime.InferenceSession" in text
+
+
 def test_publish_stage_validates_in_a_recipe():
     base = {"name": "r", "task": "sst2", "stages": [{"kind": "teacher"}]}
     recipe = validate_recipe({**base, "stages": [*base["stages"], {"kind": "publish", "repo_id": "org/model", "stage": "teacher"}]})

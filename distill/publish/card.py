@@ -225,7 +225,7 @@ def usage(folder: Path, task_name: str, n_texts: int) -> dict[str, Any]:
     config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
     return {
         "has_torch": (has_torch_weights(folder) or is_adapter(folder)) and not needs_distill_loader(folder),
-        "needs_distill_loader": needs_distill_loader(folder),
+        "needs_distill_loader": has_torch_weights(folder) and needs_distill_loader(folder),
         "extra_packages": ["bitsandbytes"] * ("quantization_config" in config) + ["peft"] * is_adapter(folder),
         "onnx_file": Path(onnx[0]).name if onnx else None,
         "onnx_subfolder": str(Path(onnx[0]).parent) if onnx and "/" in onnx[0] else None,

@@ -137,8 +137,10 @@ def run_distill_stage(ctx: RunContext, stage: DistillStage | BaselineStage, out_
         )
         checkpoints.remove(folder / "checkpoints", ctx.accelerator)
         student, lora = finish_lora(student, stage.lora, folder, ctx.accelerator)  # merged; adapter kept if asked
-        metrics = ctx.evaluate(student)
         save_artifact(ctx, student, folder)
+        # Scored as saved and reloaded: the reload's attention kernel (sdpa) is not the eager one the
+        # attention loss trained with, and they can split a borderline example differently.
+        metrics = ctx.evaluate(load_classifier(str(folder), ctx.task).to(ctx.accelerator.device))
         run = stage_record(ctx, stage, student, metrics, outcome, folder)
         run["seed"] = seed
         if lora:
