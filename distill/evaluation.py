@@ -25,9 +25,8 @@ def predict_logits(model, dataset, collator, batch_size: int, accelerator: Accel
     all_logits, all_labels = [], []
     for batch in loader:
         labels = batch.pop("labels")
-        # No autocast: a stage is scored as its saved weights run (bf16 autocast under the sdpa
-        # and eager kernels can disagree on borderline examples, so `distill eval` would not
-        # reproduce the stage's own figure).
+        # No autocast: a model is scored in its own dtype, as its saved weights run for a user
+        # (and as `distill eval` scores them).
         logits = torch.as_tensor(model(**batch).logits)
         logits, labels = accelerator.gather_for_metrics((logits.float(), labels))
         all_logits.append(logits.cpu())

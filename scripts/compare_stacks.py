@@ -22,29 +22,29 @@ import sys
 from pathlib import Path
 
 from distill.bench import benchmark_folders, dev_texts
-from distill.machine import KEY_PACKAGES, package_versions
+from distill import machine
 from distill.recipe import BenchmarkConfig
 from distill.report import machine_info
 from distill.tasks import get_task
 
 DEFAULT_STAGES = ("teacher", "student", "pruned", "trimmed", "int8")
-VERSIONS_SNIPPET = ("import json, importlib.metadata as m, sys\nfound = {}\nfor n in sys.argv[1:]:\n    try:\n"
-                    "        found[n] = m.version(n)\n    except m.PackageNotFoundError:\n        pass\nprint(json.dumps(found))")
 
 
 def versions_of(python: str | None) -> dict[str, str]:
+    """The key packages' versions in this environment or another interpreter's. distill/machine.py
+    runs as a plain script (standard library only), so that venv needs no distill of this version."""
     if python is None:
-        return package_versions()
-    out = subprocess.run([python, "-c", VERSIONS_SNIPPET, *KEY_PACKAGES], capture_output=True, text=True, check=True)
+        return machine.package_versions()
+    out = subprocess.run([python, machine.__file__], capture_output=True, text=True, check=True)
     return json.loads(out.stdout)
 
 
-def pairs(items: list[str], flag: str) -> dict[str, str]:
+def pairs(parser: argparse.ArgumentParser, items: list[str], flag: str) -> dict[str, str]:
     result = {}
     for item in items:
         name, sep, value = item.partition("=")
         if not sep:
-            sys.exit(f"{flag} {item}: expected NAME=VALUE")
+            parser.error(f"{flag} {item}: expected NAME=VALUE")
         result[name] = value
     return result
 
@@ -59,12 +59,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    runs = {name: Path(d) for name, d in pairs(args.run, "--run").items()}
-    pythons = pairs(args.python, "--python")
+    runs = {name: Path(d) for name, d in pairs(parser, args.run, "--run").items()}
+    pythons = pairs(parser, args.python, "--python")
+    if missing := [str(run / "report.json") for run in runs.values() if not (run / "report.json").is_file()]:
+        parser.error(f"--run: no report.json in {', '.join(missing)} (a finished `distill run` folder)")
     reports = {name: json.loads((run / "report.json").read_text()) for name, run in runs.items()}
     tasks = {r["task"] for r in reports.values()}
     if len(tasks) != 1:
-        sys.exit(f"the runs are of different tasks: {sorted(tasks)}")
+        parser.error(f"--run: the runs are of different tasks: {sorted(tasks)}")
     task = get_task(tasks.pop())
 
     folders = {f"{name}/{stage}": run / stage for name, run in runs.items() for stage in args.stages if (run / stage).is_dir()}

@@ -4,7 +4,7 @@ user (and CI) sees, venv built from nothing.
     python3 scripts/fresh_clone.py [--stack current|legacy] [--skip-demo] [--out benchmarks/fresh_clone.json]
 
 The clone gets a `../shared` link to this checkout's, so the offline data is found as in CI.
-Standard library only: it runs before any venv exists.
+Standard library only (and distill/machine.py, which is too): it runs before any venv exists.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from distill import machine  # noqa: E402  (standard library only, like this script)
 
 
 def timed(command: list[str], cwd: Path, log: Path) -> dict:
@@ -51,9 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         results["test"] = timed(["make", "test", *stack], clone, Path(tmp) / "test.log")
         versions = subprocess.run([str(clone / (".venv" if args.stack == "current" else ".venv-legacy") / "bin" / "python"),
                                    "-m", "distill.machine"], capture_output=True, text=True).stdout.strip()
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("flags")), "") if Path("/proc/cpuinfo").is_file() else ""
-    flags = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16") if f in cpu.split()]
+    flags = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16") if f in machine.cpu_flags()]
     record = {"command": "python3 scripts/fresh_clone.py " + " ".join(argv if argv is not None else sys.argv[1:]),
               "commit": commit, "stack": args.stack, "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
               "machine": f"{os.cpu_count()} cores, flags: {' '.join(flags)}", "packages": json.loads(versions or "{}"), **results}

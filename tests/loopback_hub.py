@@ -208,24 +208,28 @@ class LoopbackHub:
         repo_obj.branches[branch] = repo_obj.resolve(start)
         return _json(200, {})
 
+    def readable_revision(self, h, repo_id: str, rev: str):
+        """(repo, commit sha, None) for a readable repo and known revision, else (None, None, error response)."""
+        repo, error = self.repo_or_error(h, repo_id, write=False)
+        if error:
+            return None, None, error
+        sha = repo.resolve(rev)
+        if sha is None:
+            return None, None, _json(404, {"error": f"Invalid rev id: {rev}"}, {"X-Error-Code": "RevisionNotFound"})
+        return repo, sha, None
+
     def repo_info(self, h, body, repo, rev=None):
-        repo_obj, error = self.repo_or_error(h, repo, write=False)
+        repo_obj, sha, error = self.readable_revision(h, repo, rev or "main")
         if error:
             return error
-        sha = repo_obj.resolve(rev or "main")
-        if sha is None:
-            return _json(404, {"error": f"Invalid rev id: {rev}"}, {"X-Error-Code": "RevisionNotFound"})
         siblings = [{"rfilename": path} for path in sorted(repo_obj.commits[sha])]
         return _json(200, {"id": repo, "sha": sha, "private": repo_obj.private, "siblings": siblings})
 
     def tree(self, h, body, repo, rev, folder=""):
         """The file listing hub 2.x's snapshot_download reads (one page: no Link header)."""
-        repo_obj, error = self.repo_or_error(h, repo, write=False)
+        repo_obj, sha, error = self.readable_revision(h, repo, rev)
         if error:
             return error
-        sha = repo_obj.resolve(rev)
-        if sha is None:
-            return _json(404, {"error": f"Invalid rev id: {rev}"}, {"X-Error-Code": "RevisionNotFound"})
         prefix = folder.strip("/") + "/" if folder else ""
         recursive = parse_qs(urlsplit(h.path).query).get("recursive", ["false"])[0].lower() == "true"
         entries, folders = [], set()
@@ -248,12 +252,9 @@ class LoopbackHub:
         return _json(200, entries)
 
     def resolve(self, h, body, repo, rev, file):
-        repo_obj, error = self.repo_or_error(h, repo, write=False)
+        repo_obj, sha, error = self.readable_revision(h, repo, rev)
         if error:
             return error
-        sha = repo_obj.resolve(rev)
-        if sha is None:
-            return _json(404, {"error": f"Invalid rev id: {rev}"}, {"X-Error-Code": "RevisionNotFound"})
         if file not in repo_obj.commits[sha]:
             return _json(404, {"error": "Entry not found"}, {"X-Error-Code": "EntryNotFound", "X-Repo-Commit": sha})
         data, lfs = repo_obj.commits[sha][file]

@@ -4,7 +4,6 @@ artifact on the task's validation split)."""
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -56,8 +55,9 @@ def is_quantizing(run: RunInfo, name: str) -> bool:
     kind, folder = run.kind(name), run.folder(name)
     if str(run.records.get(name, {}).get("precision")) in QUANTIZED_PRECISIONS or kind == "bnb" or "quant" in kind:
         return True
-    ort_config = folder / "ort_config.json"
-    return bool(onnx_files(folder)) and ort_config.is_file() and bool(json.loads(ort_config.read_text()).get("quantization"))
+    from distill.quantize.ort import is_quantized
+
+    return bool(onnx_files(folder)) and is_quantized(folder)
 
 
 def stage_tags(run: RunInfo, chain: list[str]) -> list[str]:
