@@ -29,14 +29,16 @@ MEMORY_WORKER_TIMEOUT_S = 1800
 
 
 def dev_texts(task, data_dir: str | Path | None, count: int, validation_file: str | None = None) -> list[tuple[str, ...]]:
-    """The first `count` dev examples of the task, as tuples of its text fields."""
+    """The first `count` dev examples of the task, as tuples of its text fields (a tagger's words joined
+    by spaces, as a user would pass a sentence to `pipeline("token-classification")`)."""
     from distill.data import load_task_splits, resolve_data_dir
 
     split = load_task_splits(task, resolve_data_dir(data_dir), validation_file=validation_file, splits=("validation",))["validation"]
     if len(split) == 0:
         raise DistillError(f"task {task.name}: the validation split is empty")
     rows = split.select(range(min(count, len(split))))
-    texts = [tuple(row[field] for field in task.text_fields) for row in rows]
+    texts = [tuple(" ".join(row[field]) if task.is_token_classification else row[field] for field in task.text_fields)
+             for row in rows]
     while len(texts) < count:  # tiny dev sets: repeat examples to fill the largest batch
         texts += texts[: count - len(texts)]
     return texts
@@ -227,9 +229,9 @@ def _evaluate_folder(folder: Path, task, data_dir, batch_size: int, max_length: 
     import datasets
     import torch
     from accelerate import Accelerator
-    from transformers import AutoTokenizer, DataCollatorWithPadding
+    from transformers import AutoTokenizer
 
-    from distill.data import load_task_splits, resolve_data_dir, tokenize_splits
+    from distill.data import load_task_splits, make_collator, resolve_data_dir, tokenize_splits
     from distill.evaluation import evaluate_model
     from distill.quantize.artifacts import load_artifact
 
@@ -238,7 +240,7 @@ def _evaluate_folder(folder: Path, task, data_dir, batch_size: int, max_length: 
     splits = load_task_splits(task, resolve_data_dir(data_dir), splits=("validation",))
     tokenized = tokenize_splits(datasets.DatasetDict(validation=splits["validation"]), tokenizer, task, max_length)
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
-    metrics = evaluate_model(model, tokenized["validation"], task, DataCollatorWithPadding(tokenizer), batch_size, accelerator)
+    metrics = evaluate_model(model, tokenized["validation"], task, make_collator(task, tokenizer), batch_size, accelerator)
     return metrics, _parameter_count(model, kind, folder)
 
 

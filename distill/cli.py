@@ -42,11 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
                                    "saved classifier folder (torch, ONNX Runtime or bitsandbytes) on a task's "
                                    "validation split with the task's metrics.")
     evaluate.add_argument("model_dir")
-    evaluate.add_argument("--task", required=True, help="GLUE task name (sst2, mrpc, rte, cola, stsb, qnli, wnli)")
+    evaluate.add_argument("--task", required=True, help="built-in task name (sst2, mrpc, rte, cola, stsb, qnli, wnli, wnut17)")
     evaluate.add_argument("--data-dir", help=DATA_DIR_HELP)
     evaluate.add_argument("--max-length", type=int, default=128)
     evaluate.add_argument("--batch-size", type=int, default=128)
     evaluate.add_argument("--limit", type=int, help="evaluate on the first N shuffled examples only")
+    evaluate.add_argument("--split", choices=("validation", "test"), default="validation",
+                          help="the split to score (test: tasks with a labelled test set, e.g. wnut17)")
 
     push = commands.add_parser("push", help="publish a run's evaluated artifact to the Hugging Face Hub", description="Push "
                                "one stage's artifact of a run folder to the Hub with a model card (results, lineage, recipe). "
@@ -65,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 "metrics.json, else evaluated), size, latency at fixed batch sizes, peak memory; writes "
                                 "report.md, report.json and report.png.")
     bench.add_argument("model_dirs", nargs="+", metavar="DIR")
-    bench.add_argument("--task", required=True, help="GLUE task name (its dev set gives the inputs and the metric)")
+    bench.add_argument("--task", required=True, help="built-in task name (its dev set gives the inputs and the metric)")
     bench.add_argument("--data-dir", help=DATA_DIR_HELP)
     bench.add_argument("--reference", metavar="DIR", help="ratios are taken against this model (default: the first DIR)")
     bench.add_argument("--output-dir", default="bench", help="where the report goes (default: ./bench)")
@@ -96,11 +98,13 @@ def cmd_run(args) -> int:
 def cmd_validate(args) -> int:
     import yaml
 
-    from distill.pipeline import task_of
+    from distill.pipeline import check_stages_for_task, task_of
+    from distill.preflight import check_recipe_against_models
     from distill.recipe import load_recipe
 
     recipe = load_recipe(args.recipe, args.overrides)
-    task_of(recipe)
+    check_stages_for_task(recipe, task_of(recipe))
+    check_recipe_against_models(recipe)
     print(yaml.safe_dump(recipe.to_dict(), sort_keys=False), end="")
     print(f"# ok: {args.recipe} (hash {recipe.hash()})", file=sys.stderr)
     return 0
@@ -109,9 +113,7 @@ def cmd_validate(args) -> int:
 def cmd_eval(args) -> int:
     import datasets
     from accelerate import Accelerator
-    from transformers import DataCollatorWithPadding
-
-    from distill.data import load_task_splits, resolve_data_dir, take_subset, tokenize_splits
+    from distill.data import load_task_splits, make_collator, resolve_data_dir, take_subset, tokenize_splits
     from distill.evaluation import evaluate_model
     from distill.models import load_classifier, load_tokenizer
     from distill.quantize.artifacts import describe_artifact, load_artifact
@@ -124,12 +126,13 @@ def cmd_eval(args) -> int:
     tokenizer = load_tokenizer(args.model_dir)
     # ONNX Runtime and bitsandbytes folders load their own way; torch ones may still need a task head.
     model = load_classifier(args.model_dir, task) if backend == "torch" else load_artifact(args.model_dir)[0]
-    splits = load_task_splits(task, resolve_data_dir(args.data_dir), splits=("validation",))
-    validation = take_subset(splits["validation"], args.limit, seed=0)
-    tokenized = tokenize_splits(datasets.DatasetDict(validation=validation), tokenizer, task, args.max_length)
+    split = load_task_splits(task, resolve_data_dir(args.data_dir), splits=(args.split,))[args.split]
+    split = take_subset(split, args.limit, seed=0)
+    tokenized = tokenize_splits(datasets.DatasetDict({args.split: split}), tokenizer, task, args.max_length)
     accelerator = Accelerator(cpu=not _has_gpu())
-    metrics = evaluate_model(model, tokenized["validation"], task, DataCollatorWithPadding(tokenizer), args.batch_size, accelerator)
-    print(json.dumps({"model": args.model_dir, "backend": backend, "task": task.name, "examples": len(validation), **metrics}, indent=2))
+    metrics = evaluate_model(model, tokenized[args.split], task, make_collator(task, tokenizer), args.batch_size, accelerator)
+    print(json.dumps({"model": args.model_dir, "backend": backend, "task": task.name, "split": args.split,
+                      "examples": len(split), **metrics}, indent=2))
     return 0
 
 

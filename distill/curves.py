@@ -98,8 +98,8 @@ def run_curve(script: str, args: argparse.Namespace, raw_recipe: dict, kind: str
             if not (Path(folder) / "config.json").is_file():
                 raise DistillError(f"{flag} {folder}: not a saved model folder (no config.json)")
             architectures = json.loads((Path(folder) / "config.json").read_text()).get("architectures") or []
-            if not any(a.endswith("ForSequenceClassification") for a in architectures):
-                raise DistillError(f"{flag} {folder}: not a sequence classifier ({architectures}); give a teacher or distill stage's folder")
+            if not any(a.endswith(("ForSequenceClassification", "ForTokenClassification")) for a in architectures):
+                raise DistillError(f"{flag} {folder}: not a sequence or token classifier ({architectures}); give a teacher or distill stage's folder")
         timing = timing_config(args)  # checked before hours of points, used after them
         recipe = validate_recipe(raw_recipe, source=Path(script).stem)
         task = task_of(recipe)

@@ -11,19 +11,20 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import os
+import sys
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import datasets
 
 from distill.errors import DistillError
+from distill.textfiles import json_array, json_lines, read_text
+from distill.token_data import conform_hub_tokens, load_token_file, token_features, tokenize_words
 from distill.tasks import TableColumns, TaskSpec
 
-SPLITS = ("train", "validation")
-GLUE_SPLIT_FILES = {"train": "train.tsv", "validation": "dev.tsv"}  # test.tsv is unlabelled
+SPLITS = ("train", "validation", "test")  # test: only where it is labelled (wnut17, custom files)
 DATA_DIR_ENV = "DISTILL_DATA_DIR"
 DATA_DIR_HINT = f"--data-dir / {DATA_DIR_ENV} must name a folder holding <task>/train.tsv and <task>/dev.tsv"
 FILE_SUFFIXES = (".csv", ".tsv", ".json", ".jsonl")
@@ -50,6 +51,8 @@ def resolve_data_dir(explicit: str | Path | None) -> Path | None:
 
 def task_features(task: TaskSpec) -> datasets.Features:
     """The schema every split of the task has: text columns plus "label"."""
+    if task.is_token_classification:
+        return token_features(task)
     label = datasets.Value("float32") if task.is_regression else datasets.ClassLabel(names=list(task.label_names))
     return datasets.Features({**{field: datasets.Value("string") for field in task.text_fields}, "label": label})
 
@@ -60,7 +63,8 @@ def load_task_splits(
     *,
     train_file: str | Path | None = None,
     validation_file: str | Path | None = None,
-    splits: Sequence[str] = SPLITS,
+    test_file: str | Path | None = None,
+    splits: Sequence[str] = ("train", "validation"),
 ) -> datasets.DatasetDict:
     """Load the requested splits; per split an explicit file wins, then data_dir, then the Hub.
 
@@ -68,7 +72,7 @@ def load_task_splits(
     names), the custom task's own columns otherwise. `splits` lets evaluation-only callers skip a
     train file that does not exist locally (QNLI).
     """
-    explicit_files = {"train": train_file, "validation": validation_file}
+    explicit_files = {"train": train_file, "validation": validation_file, "test": test_file}
     unknown = [split for split in splits if split not in explicit_files]
     if unknown:
         raise DistillError(f"unknown split {unknown[0]!r}; known: {', '.join(SPLITS)}")
@@ -76,23 +80,39 @@ def load_task_splits(
     hub_splits = None
     for split in splits:
         if explicit_files[split] is not None:
-            loaded[split] = _load_user_file(task, Path(explicit_files[split]))
+            path = Path(explicit_files[split])
+            loaded[split] = load_token_file(task, path) if task.is_token_classification else _load_user_file(task, path)
         elif task.hub_dataset is None:
-            raise DistillError(f"custom task {task.name!r} needs a {split}_file (.csv, .tsv, .json or .jsonl)")
+            suffixes = ".conll or .jsonl" if task.is_token_classification else ".csv, .tsv, .json or .jsonl"
+            raise DistillError(f"custom task {task.name!r} needs a {split}_file ({suffixes})")
+        elif split not in task.splits:
+            raise DistillError(f"task {task.name} has no labelled {split} split (labelled: {', '.join(task.splits)})")
         elif data_dir is not None:
-            loaded[split] = _load_glue_tsv(task, Path(data_dir) / task.name / GLUE_SPLIT_FILES[split])
+            path = Path(data_dir) / task.name / dict(task.local_files)[split]
+            loaded[split] = load_token_file(task, path) if task.is_token_classification else _load_glue_tsv(task, path)
         else:
             hub_splits = hub_splits or _load_hub(task)
             loaded[split] = _conform_hub_split(task, hub_splits, split)
     return datasets.DatasetDict(loaded)
 
 
-def tokenize_splits(splits: datasets.DatasetDict, tokenizer, task: TaskSpec, max_length: int) -> datasets.DatasetDict:
-    """Tokenize with truncation and no padding: DataCollatorWithPadding pads each batch later,
+def tokenize_splits(splits: datasets.DatasetDict, tokenizer, task: TaskSpec, max_length: int, *,
+                    label_all_subtokens: bool = False) -> datasets.DatasetDict:
+    """Tokenize with truncation and no padding: the collator (`make_collator`) pads each batch later,
     which keeps batches of short GLUE sentences short. Text columns are replaced by the
-    tokenizer outputs plus "labels" (the name Transformers models expect)."""
+    tokenizer outputs plus "labels" (the name Transformers models expect). Token tasks: see
+    distill/token_data.py; `label_all_subtokens` applies to the train split only."""
     if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 2:
         raise DistillError(f"max_length must be an integer of at least 2, got {max_length!r}")
+    if task.is_token_classification:
+        tokenized = {}
+        for split, dataset in splits.items():
+            tokenized[split], cut = tokenize_words(dataset, tokenizer, task, max_length, description=f"Tokenizing {task.name} {split}",
+                                                   label_all_subtokens=label_all_subtokens and split == "train")
+            if cut:
+                print(f"note: {task.name} {split}: {cut} of {sum(map(len, dataset['label'])):,} words lie beyond "
+                      f"max_length={max_length} and are neither trained on nor scored", file=sys.stderr)
+        return datasets.DatasetDict(tokenized)
 
     def encode(batch):
         encoded = dict(tokenizer(*(batch[field] for field in task.text_fields),
@@ -111,6 +131,13 @@ def tokenize_splits(splits: datasets.DatasetDict, tokenizer, task: TaskSpec, max
     return datasets.DatasetDict(tokenized)
 
 
+def make_collator(task: TaskSpec, tokenizer):
+    """Pads each batch: labels too (with -100) for token classification."""
+    from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding
+
+    return DataCollatorForTokenClassification(tokenizer) if task.is_token_classification else DataCollatorWithPadding(tokenizer)
+
+
 def take_subset(ds: datasets.Dataset, limit: int | None, seed: int) -> datasets.Dataset:
     """A deterministic random subset of `limit` rows (for quick runs); None or a larger limit => all."""
     if limit is None:
@@ -127,15 +154,21 @@ def take_subset(ds: datasets.Dataset, limit: int | None, seed: int) -> datasets.
 
 def _load_hub(task: TaskSpec) -> datasets.DatasetDict:
     try:
-        return datasets.load_dataset(*task.hub_dataset)
+        return datasets.load_dataset(*task.hub_dataset, revision=task.hub_revision)
     except Exception as error:  # network, auth and cache failures have no common base class
-        raise DistillError(f"could not load {'/'.join(task.hub_dataset)} from the Hub "
+        raise DistillError(f"could not load {_hub_name(task)} from the Hub "
                            f"({type(error).__name__}: {error}); offline, {DATA_DIR_HINT}") from error
+
+
+def _hub_name(task: TaskSpec) -> str:
+    return "/".join(part for part in task.hub_dataset if part)
 
 
 def _conform_hub_split(task: TaskSpec, hub_splits: datasets.DatasetDict, split: str) -> datasets.Dataset:
     if split not in hub_splits:
-        raise DistillError(f"{'/'.join(task.hub_dataset)} has no {split!r} split (has: {', '.join(hub_splits)})")
+        raise DistillError(f"{_hub_name(task)} has no {split!r} split (has: {', '.join(hub_splits)})")
+    if task.is_token_classification:
+        return conform_hub_tokens(task, hub_splits[split])
     dataset = hub_splits[split].select_columns([*task.text_fields, "label"])  # drops "idx"
     features = task_features(task)
     return dataset if dataset.features == features else dataset.cast(features)
@@ -169,27 +202,18 @@ def _load_user_file(task: TaskSpec, path: Path) -> datasets.Dataset:
 # --- parsing -------------------------------------------------------------------------------
 
 
-def _read_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8-sig")  # -sig: MRPC and Excel exports start with a BOM
-    except UnicodeDecodeError as error:
-        raise DistillError(f"{path}: not UTF-8 text (byte {error.start}: {error.reason})") from None
-    except OSError as error:
-        raise DistillError(f"{path}: cannot read: {error.strerror or error}") from None
-
-
 def _tsv_lines(path: Path) -> Iterator[tuple[int, list[str]]]:
     # Hand-written instead of csv/pandas/datasets' csv loader: GLUE TSVs contain unmatched quotes
     # (a quote-aware reader silently merges rows), MRPC starts with a BOM, CoLA has no header,
     # and errors must cite the 1-based line number of the bad row.
-    for number, line in enumerate(_read_text(path).split("\n"), start=1):
+    for number, line in enumerate(read_text(path).split("\n"), start=1):
         line = line.removesuffix("\r")
         if line:
             yield number, line.split("\t")
 
 
 def _csv_lines(path: Path) -> Iterator[tuple[int, list[str]]]:
-    reader = csv.reader(io.StringIO(_read_text(path), newline=""))
+    reader = csv.reader(io.StringIO(read_text(path), newline=""))
     first_line = 1  # a quoted field may span lines: report the line the row starts on
     try:
         for fields in reader:
@@ -225,8 +249,8 @@ def _table_rows(path: Path, lines: Iterable[tuple[int, list[str]]], columns: Tab
 
 def _json_rows(path: Path, columns: TableColumns) -> Iterator[Row]:
     """JSON Lines, or one JSON array of objects; both give each record's starting line."""
-    text = _read_text(path)
-    records = _json_array(path, text) if text.lstrip().startswith("[") else _json_lines(path, text)
+    text = read_text(path)
+    records = json_array(path, text) if text.lstrip().startswith("[") else json_lines(path, text)
     wanted = [*columns.text_columns, columns.label_column]
     for number, record in records:
         if not isinstance(record, dict):
@@ -235,38 +259,6 @@ def _json_rows(path: Path, columns: TableColumns) -> Iterator[Row]:
         if missing:
             raise DistillError(f"{path}:{number}: missing field {missing[0]!r}")
         yield number, [record[name] for name in wanted]
-
-
-def _json_lines(path: Path, text: str) -> Iterator[tuple[int, object]]:
-    for number, line in enumerate(text.split("\n"), start=1):
-        if line.strip():
-            try:
-                yield number, json.loads(line)
-            except json.JSONDecodeError as error:
-                raise DistillError(f"{path}:{number}: invalid JSON: {error.msg}") from None
-
-
-def _json_array(path: Path, text: str) -> Iterator[tuple[int, object]]:
-    decoder = json.JSONDecoder()
-    position, line, counted_to = text.index("[") + 1, 1, 0
-    while True:
-        while position < len(text) and text[position].isspace():
-            position += 1
-        line += text.count("\n", counted_to, position)
-        counted_to = position
-        if position < len(text) and text[position] == "]":
-            return
-        try:
-            record, position = decoder.raw_decode(text, position)
-        except json.JSONDecodeError as error:
-            raise DistillError(f"{path}:{error.lineno}: invalid JSON: {error.msg}") from None
-        yield line, record
-        while position < len(text) and text[position].isspace():
-            position += 1
-        if position < len(text) and text[position] == ",":
-            position += 1
-        elif position >= len(text) or text[position] != "]":
-            raise DistillError(f"{path}:{text.count(chr(10), 0, position) + 1}: invalid JSON: expected ',' or ']'")
 
 
 def _rows_to_dataset(task: TaskSpec, path: Path, rows: Iterable[Row], columns: TableColumns) -> datasets.Dataset:

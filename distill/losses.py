@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from distill.errors import DistillError
+from distill.tasks import IGNORE_INDEX
 
 __all__ = [
     "soft_target_kl",
@@ -95,10 +96,23 @@ def soft_target_mse(student_logits: Tensor, teacher_logits: Tensor) -> Tensor:
 
 
 def hard_label_loss(student_logits: Tensor, labels: Tensor, is_regression: bool) -> Tensor:
-    """Cross-entropy against gold labels, or MSE on ``logits.squeeze(-1)`` for regression."""
+    """Cross-entropy against gold labels, or MSE on ``logits.squeeze(-1)`` for regression.
+    Token classification ([B, L, C] logits, [B, L] labels): the mean over labelled tokens; -100
+    marks the positions without a label (later sub-tokens, special tokens, padding)."""
     if is_regression:
         return F.mse_loss(student_logits.float().squeeze(-1), labels.float().reshape(-1))
+    if student_logits.dim() == 3:
+        return F.cross_entropy(student_logits.float().flatten(0, 1), labels.long().reshape(-1), ignore_index=IGNORE_INDEX)
     return F.cross_entropy(student_logits.float(), labels.long())
+
+
+def labelled_positions(logits: Tensor, labels: Tensor | None, attention_mask: Tensor | None) -> Tensor:
+    """[B, L] bool mask of the tokens a per-token soft target applies to: those with a label, or
+    without labels every real token."""
+    if labels is not None:
+        return labels != IGNORE_INDEX
+    batch, length = logits.shape[:2]
+    return _token_mask(attention_mask, batch, length, logits.device) > 0
 
 
 def hidden_cosine(student_hidden: Tensor, teacher_hidden: Tensor, attention_mask: Tensor | None) -> Tensor:
@@ -416,10 +430,17 @@ class DistillationLoss(nn.Module):
             if t_logits is None:
                 raise DistillError("teacher output has no logits (needed by distill.loss.alpha_kd)")
             t_logits = t_logits.detach()
-            if self.is_regression:
-                terms["kd"] = soft_target_mse(s_logits, t_logits)
+            if s_logits.dim() == 3:  # token classification: soft targets at every labelled token
+                scored = labelled_positions(s_logits, labels, attention_mask)
+                s_kd, t_kd = s_logits[scored], t_logits[scored]
             else:
-                terms["kd"] = soft_target_kl(s_logits, t_logits, w.temperature)
+                s_kd, t_kd = s_logits, t_logits
+            if s_kd.numel() == 0:  # no labelled token in this batch: nothing to match
+                terms["kd"] = s_logits.float().sum() * 0.0
+            elif self.is_regression:
+                terms["kd"] = soft_target_mse(s_kd, t_kd)
+            else:
+                terms["kd"] = soft_target_kl(s_kd, t_kd, w.temperature)
         if w.alpha_hard > 0:
             if labels is None:
                 raise DistillError(

@@ -25,6 +25,7 @@ __all__ = [
     "compute_metrics",
     "predictions_from_logits",
     "clear_metric_cache",
+    "token_metrics",
 ]
 
 GLUE_METRIC_DIR = Path(__file__).resolve().parent / "metric_modules" / "glue"
@@ -112,3 +113,28 @@ def predictions_from_logits(logits, is_regression: bool) -> np.ndarray:
     if arr.ndim < 2:
         raise DistillError(f"logits: expected [N, num_labels] for classification, got shape {arr.shape}")
     return arr.argmax(axis=-1)
+
+
+def token_metrics(predictions: list[list[str]], references: list[list[str]], *, scheme: str = "BIO") -> dict[str, float]:
+    """Entity-level micro precision, recall and F1 from seqeval (conlleval's rules), per-type F1 as
+    ``f1_<type>``, and per-token accuracy beside them. ``scheme`` "none": tags carry no B-/I- prefix,
+    and each run of one tag is one entity (read as IO)."""
+    from seqeval.metrics import accuracy_score, classification_report
+
+    if len(predictions) != len(references):
+        raise DistillError(f"predictions: {len(predictions)} sentences but {len(references)} references")
+    if not references:
+        raise DistillError("predictions: empty (no evaluation sentences)")
+    for number, (pred, ref) in enumerate(zip(predictions, references)):
+        if len(pred) != len(ref):
+            raise DistillError(f"predictions: sentence {number} has {len(pred)} tags but {len(ref)} references")
+    if scheme == "none":
+        predictions, references = ([[t if t == "O" else f"I-{t}" for t in s] for s in seqs] for seqs in (predictions, references))
+    report = classification_report(references, predictions, output_dict=True, zero_division=0)
+    micro = report["micro avg"]
+    result = {"f1": micro["f1-score"], "precision": micro["precision"], "recall": micro["recall"],
+              "accuracy": accuracy_score(references, predictions)}
+    for name, scores in report.items():
+        if not name.endswith(" avg"):
+            result[f"f1_{name}"] = scores["f1-score"]
+    return {key: float(value) for key, value in result.items()}

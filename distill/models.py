@@ -8,7 +8,9 @@ import re
 from pathlib import Path
 
 from torch import nn
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
+from transformers import AutoTokenizer, PreTrainedModel
+
+from distill.architectures import task_model_class
 
 from distill.errors import DistillError
 from distill.recipe import ModelSource, StudentConfig
@@ -53,12 +55,9 @@ def label_config(task: TaskSpec) -> dict:
     if task.is_regression:
         return {"num_labels": 1, "problem_type": "regression"}
     names = list(task.label_names)
-    return {
-        "num_labels": len(names),
-        "id2label": dict(enumerate(names)),
-        "label2id": {n: i for i, n in enumerate(names)},
-        "problem_type": "single_label_classification",
-    }
+    labels = {"num_labels": len(names), "id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}}
+    # problem_type is a sequence-classification setting; token classifiers have one loss.
+    return labels if task.is_token_classification else {**labels, "problem_type": "single_label_classification"}
 
 
 def load_classifier(
@@ -71,7 +70,7 @@ def load_classifier(
     attn_implementation: str | None = None,
     new_head_ok: bool = False,
 ) -> PreTrainedModel:
-    """A sequence classifier for `task`. `new_head_ok` (a recipe's starting model) lets a head of
+    """A classifier for `task` (one label per input, or one tag per token). `new_head_ok` (a recipe's starting model) lets a head of
     another size be replaced by a fresh one; our own artifacts must load exactly, so it is off."""
     path = resolve_model_path(source)
     _weights_format_check(path, allow_pickle)
@@ -85,7 +84,7 @@ def load_classifier(
 
         return load_pruned(path, **kwargs)
     try:
-        return AutoModelForSequenceClassification.from_pretrained(
+        return task_model_class(task).from_pretrained(
             path,
             revision=revision,
             trust_remote_code=trust_remote_code,

@@ -13,16 +13,15 @@ from typing import Any
 
 import datasets
 from accelerate import Accelerator, DataLoaderConfiguration
-from transformers import DataCollatorWithPadding
-
-from distill.data import load_task_splits, resolve_data_dir, take_subset, tokenize_splits
+from distill.data import load_task_splits, make_collator, resolve_data_dir, take_subset, tokenize_splits
 from distill.errors import DistillError
 from distill.evaluation import evaluate_model
 from distill.models import load_tokenizer
+from distill.preflight import check_output_dir, check_recipe_against_models
 from distill.recipe import Recipe, dump_recipe, fingerprint
 from distill.report import write_report
 from distill.train import resolve_mixed_precision
-from distill.tasks import TASKS, TaskSpec, custom_task, get_task
+from distill.tasks import TASKS, TaskSpec, custom_task, custom_token_task, get_task
 
 
 @dataclass
@@ -76,21 +75,47 @@ class RunContext:
         if dataset is None and tokenizer is not None and tokenizer.get_vocab() != self.tokenizer.get_vocab():
             dataset = tokenize_splits(datasets.DatasetDict(validation=self.data.raw_validation), tokenizer,
                                       self.task, self.data.max_length)["validation"]
-            collator = DataCollatorWithPadding(tokenizer)
+            collator = make_collator(self.task, tokenizer)
         dataset = self.data.validation if dataset is None else dataset
         return evaluate_model(model, dataset, self.task, collator, batch, self.accelerator)
 
 
+_TOKEN_FIELDS = ("tokens_field", "tags_field", "tag_scheme", "label_all_subtokens")
+
+
 def task_of(recipe: Recipe) -> TaskSpec:
-    if recipe.task in TASKS:
-        return get_task(recipe.task)
     data = recipe.data
-    if not (data.train_file and data.validation_file and data.text_fields):
+    if recipe.task in TASKS:
+        task = get_task(recipe.task)
+    elif data.task_type == "token_classification":
+        if not (data.train_file and data.validation_file and data.label_names):
+            raise DistillError(f"task: '{recipe.task}' is a custom token-classification task: it needs data.train_file, "
+                               "data.validation_file (.conll or .jsonl) and data.label_names (its tags)")
+        task = custom_token_task(recipe.task, data.label_names, tokens_field=data.tokens_field or "tokens",
+                                 tags_field=data.tags_field or "tags", scheme=data.tag_scheme or "BIO")
+    elif not (data.train_file and data.validation_file and data.text_fields):
         raise DistillError(
-            f"task: '{recipe.task}' is not a GLUE task ({', '.join(sorted(TASKS))}); a custom task needs "
-            "data.train_file, data.validation_file and data.text_fields"
+            f"task: '{recipe.task}' is not a built-in task ({', '.join(sorted(TASKS))}); a custom task needs "
+            "data.train_file, data.validation_file and data.text_fields (or data.task_type: token_classification)"
         )
-    return custom_task(recipe.task, data.text_fields, data.label_names, label_column=data.label_field)
+    else:
+        task = custom_task(recipe.task, data.text_fields, data.label_names, label_column=data.label_field)
+    kind = "token_classification" if task.is_token_classification else "sequence_classification"
+    if data.task_type is not None and data.task_type != kind:
+        raise DistillError(f"data.task_type: {data.task_type}, but task {task.name} is {kind.replace('_', ' ')}")
+    if not task.is_token_classification and (stray := [f for f in _TOKEN_FIELDS if getattr(data, f) is not None]):
+        raise DistillError(f"data.{stray[0]}: applies to token classification only; task {task.name} is not one")
+    if recipe.task in TASKS and task.is_token_classification and (data.tokens_field or data.tags_field or data.tag_scheme):
+        raise DistillError(f"data.tokens_field/tags_field/tag_scheme: task {task.name} is built in and has its own")
+    return task
+
+
+def check_stages_for_task(recipe: Recipe, task: TaskSpec) -> None:
+    """Stage settings the task cannot support, refused before any stage runs."""
+    for index, stage in enumerate(recipe.stages):
+        if task.is_token_classification and getattr(stage, "cache_teacher_logits", False):
+            raise DistillError(f"stages[{index}].cache_teacher_logits: the cache keeps one row of logits per input, "
+                               f"not per token; task {task.name} is token classification: set it to false")
 
 
 def prepare_data(recipe: Recipe, task: TaskSpec, tokenizer, data_dir: str | None) -> TaskData:
@@ -100,7 +125,8 @@ def prepare_data(recipe: Recipe, task: TaskSpec, tokenizer, data_dir: str | None
     )
     train = take_subset(splits["train"], cfg.train_limit, recipe.seed)
     validation = take_subset(splits["validation"], cfg.eval_limit, recipe.seed)
-    tokenized = tokenize_splits(datasets.DatasetDict(train=train, validation=validation), tokenizer, task, cfg.max_length)
+    tokenized = tokenize_splits(datasets.DatasetDict(train=train, validation=validation), tokenizer, task, cfg.max_length,
+                                label_all_subtokens=bool(cfg.label_all_subtokens))
     train, selection = tokenized["train"], tokenized["validation"]
     if cfg.holdout_size:
         if cfg.holdout_size >= len(train):
@@ -109,7 +135,7 @@ def prepare_data(recipe: Recipe, task: TaskSpec, tokenizer, data_dir: str | None
         train, selection = parts["train"], parts["test"]
     if len(train) == 0 or len(tokenized["validation"]) == 0:
         raise DistillError(f"task {task.name}: the train or validation split is empty")
-    return TaskData(train, selection, tokenized["validation"], DataCollatorWithPadding(tokenizer),
+    return TaskData(train, selection, tokenized["validation"], make_collator(task, tokenizer),
                     raw_validation=validation, max_length=cfg.max_length)
 
 
@@ -153,7 +179,10 @@ class Pipeline:
 
         recipe = self.recipe
         check_stage_packages(recipe)
+        check_output_dir(self.run_dir)
+        check_recipe_against_models(recipe)
         task = task_of(recipe)
+        check_stages_for_task(recipe, task)
         accelerator = Accelerator(
             mixed_precision=resolve_mixed_precision(recipe.mixed_precision),
             cpu=_no_gpu(),

@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from distill.errors import DistillError
+from distill.textfiles import read_text
 
 
 class Strict(BaseModel):
@@ -37,7 +38,17 @@ class DataConfig(Strict):
     validation_file: str | None = None
     text_fields: list[str] | None = None
     label_field: str = "label"
-    label_names: list[str] | None = None  # None with task custom => regression
+    label_names: list[str] | None = None  # None with task custom => regression; token tasks: the tags
+    test_file: str | None = None  # a labelled test split, scored by `distill eval --split test`
+    # Token classification (NER). Custom tasks: task_type token_classification, CoNLL (.conll) or JSON
+    # Lines files whose records hold tokens_field (words) and tags_field (one tag per word).
+    task_type: Literal["sequence_classification", "token_classification"] | None = None  # None: from the task
+    tokens_field: str | None = None  # default "tokens"
+    tags_field: str | None = None  # default "tags"
+    tag_scheme: Literal["BIO", "none"] | None = None  # default BIO: malformed sequences are errors
+    # Label every word piece of a training word (B-X continues as I-X), not only the first;
+    # evaluation always scores a word by its first piece. Default false.
+    label_all_subtokens: bool | None = None
 
 
 class ModelSource(Strict):
@@ -112,8 +123,9 @@ class LossConfig(Strict):
     alpha_cos: float = Field(1.0, ge=0)
     alpha_hidden: float = Field(0.0, ge=0)  # TinyBERT hidden-state MSE
     alpha_attention: float = Field(0.0, ge=0)  # MiniLM attention-distribution KL
-    # layer_map[i] = teacher hidden_states index aligned with student layer i's output.
-    layer_map: list[int] | None = None
+    # layer_map[i] = teacher hidden_states index aligned with student layer i's output (0 is the
+    # embeddings, not a layer). The teacher's depth bounds it in distill/preflight.py.
+    layer_map: list[Annotated[int, Field(ge=1)]] | None = Field(None, min_length=1)
 
     @model_validator(mode="after")
     def _some_weight(self) -> "LossConfig":
@@ -268,7 +280,7 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     if not path.is_file():
         raise DistillError(f"{path}: recipe file not found")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.safe_load(read_text(path))  # not UTF-8: one line with the byte offset
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""

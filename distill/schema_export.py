@@ -80,7 +80,8 @@ class BnbStage(Strict):
     double_quant: bool | None = None  # 4-bit only: quantize the scales too; default true
     compute_dtype: Literal["fp32", "fp16", "bf16"] | None = None  # 4-bit only: matmul dtype; default fp32
     dtype: Literal["fp32", "fp16", "bf16"] = "fp32"  # what stays unquantized (embeddings, LayerNorm, head)
-    skip_modules: list[str] = ["classifier", "pooler"]  # module names kept unquantized (the task head)
+    # Module names kept unquantized. None: the task head (classifier, and BERT's pooler where the model has one).
+    skip_modules: list[str] | None = None
     max_metric_drop: float | None = Field(None, ge=0)
 
     @field_validator("quant_type", "double_quant", "compute_dtype")

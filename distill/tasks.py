@@ -1,4 +1,4 @@
-"""The GLUE tasks distill knows, and custom tasks built from user files.
+"""The tasks distill knows (GLUE, WNUT-17), and custom tasks built from user files.
 
 One registry, so that data loading, model heads (num_labels) and metrics all read the
 same facts about a task instead of each keeping its own copy.
@@ -13,6 +13,11 @@ from distill.errors import DistillError
 CLASSIFICATION_METRICS = ("accuracy",)
 REGRESSION_METRICS = ("pearson", "spearmanr")
 CUSTOM_CLASSIFICATION_METRICS = ("accuracy", "f1_macro")  # what metrics' custom_classification reports
+# seqeval's entity-level micro scores (the task metric), plus per-token accuracy beside them;
+# per-type F1 ("f1_<type>") is reported too but not listed: the types depend on the labels.
+TOKEN_METRICS = ("f1", "precision", "recall", "accuracy")
+TAG_SCHEMES = ("BIO", "none")
+IGNORE_INDEX = -100  # the label of a token without one (later sub-tokens, special tokens, padding): PyTorch's convention
 
 
 @dataclass(frozen=True)
@@ -28,9 +33,22 @@ class TableColumns:
     headerless_columns: tuple[str, ...] | None = None  # column names when the file has no header row
 
 
+GLUE_FILES = (("train", "train.tsv"), ("validation", "dev.tsv"))  # GLUE's test.tsv is unlabelled
+
+
+@dataclass(frozen=True)
+class TokenColumns:
+    """Where a token-classification task's words and tags live: CoNLL files (one `word<TAB>tag` line
+    per word, a blank line between sentences) hold them in columns; JSON records name two list fields."""
+
+    tokens_field: str = "tokens"
+    tags_field: str = "tags"
+    scheme: str = "BIO"  # "BIO": an I- tag must continue an entity of its type; "none": tags are plain classes
+
+
 @dataclass(frozen=True)
 class TaskSpec:
-    """Everything distill needs to know about one sequence-classification task."""
+    """Everything distill needs to know about one task: one label (or score) per input, or one tag per word."""
 
     name: str
     text_fields: tuple[str, ...]  # column names as in the Hub's nyu-mll/glue
@@ -40,10 +58,30 @@ class TaskSpec:
     hub_dataset: tuple[str, str] | None  # None: custom task, files only
     local_format: TableColumns | None  # layout of the task's local files (GLUE TSV or custom file)
     label_range: tuple[float, float] | None = None  # allowed regression targets, inclusive
+    token_format: TokenColumns | None = None  # set: token classification (one tag per word)
+    # The Hub revision to read: leondz/wnut_17's main branch holds only a loading script, which
+    # datasets >= 4 no longer runs; the Hub's own parquet conversion lives on this branch.
+    hub_revision: str | None = None
+    local_files: tuple[tuple[str, str], ...] = GLUE_FILES  # (split, file in <data_dir>/<task>/); a tuple keeps the spec hashable
 
     @property
     def is_regression(self) -> bool:
         return self.label_names is None
+
+    @property
+    def is_token_classification(self) -> bool:
+        return self.token_format is not None
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        """The labelled splits the task's local files hold (GLUE: train and validation)."""
+        return tuple(split for split, _ in self.local_files)
+
+    @property
+    def entity_types(self) -> tuple[str, ...]:
+        """The entity types of a BIO tag set (B-person -> person), in label order."""
+        types = [name[2:] for name in self.label_names or () if name[:2] in ("B-", "I-")]
+        return tuple(dict.fromkeys(types))
 
     @property
     def num_labels(self) -> int:
@@ -79,8 +117,19 @@ TASKS: dict[str, TaskSpec] = {
 }
 
 
+# WNUT-17 emerging entities: the Hub's `wnut_17` ClassLabel order, so local and Hub data get the same ids.
+WNUT17_TAGS = ("O", "B-corporation", "I-corporation", "B-creative-work", "I-creative-work", "B-group", "I-group",
+               "B-location", "I-location", "B-person", "I-person", "B-product", "I-product")
+TASKS["wnut17"] = TaskSpec(
+    "wnut17", ("tokens",), WNUT17_TAGS, TOKEN_METRICS, "f1", ("leondz/wnut_17", None), None,
+    token_format=TokenColumns("tokens", "ner_tags"),  # the Hub's field names
+    hub_revision="refs/convert/parquet",
+    local_files=(("train", "train.conll"), ("validation", "dev.conll"), ("test", "test.conll")),
+)
+
+
 def get_task(name: str) -> TaskSpec:
-    """Look up a GLUE task by its lowercase Hub config name."""
+    """Look up a built-in task by its lowercase name (GLUE's Hub config names, wnut17)."""
     try:
         return TASKS[name]
     except KeyError:
@@ -133,3 +182,41 @@ def custom_task(
         raise DistillError(f"task {name!r}: primary_metric {primary_metric!r} is not in metric_names {list(metric_names)}")
     return TaskSpec(name, text_fields, label_names, metric_names, primary_metric, None,
                     TableColumns(text_fields, label_column), label_range)
+
+
+def custom_token_task(
+    name: str,
+    label_names: tuple[str, ...] | list[str],
+    *,
+    tokens_field: str = "tokens",
+    tags_field: str = "tags",
+    scheme: str = "BIO",
+) -> TaskSpec:
+    """A token-classification task read from user CoNLL (.conll/.txt) or JSON Lines files.
+
+    Checked here, so that a bad recipe fails before any data is read: named labels, and under the
+    BIO scheme an `O` tag and only `B-`/`I-` tags beside it.
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise DistillError("task name must be a non-empty string")
+    if name.lower().replace("-", "") in TASKS:
+        raise DistillError(f"custom task name {name!r} clashes with the built-in task of that name")
+    if not label_names or len(label_names) < 2 or not all(isinstance(n, str) and n for n in label_names):
+        raise DistillError(f"task {name!r}: data.label_names must list two or more tags")
+    label_names = tuple(label_names)
+    if len(set(label_names)) != len(label_names):
+        raise DistillError(f"task {name!r}: data.label_names repeat a tag: {list(label_names)}")
+    if scheme not in TAG_SCHEMES:
+        raise DistillError(f"task {name!r}: data.tag_scheme must be one of {', '.join(TAG_SCHEMES)}, got {scheme!r}")
+    if scheme == "BIO":
+        odd = [n for n in label_names if n != "O" and n[:2] not in ("B-", "I-")]
+        if "O" not in label_names or odd:
+            raise DistillError(f"task {name!r}: data.tag_scheme BIO needs an 'O' tag and B-/I- tags only"
+                               + (f" (found {odd[0]!r})" if odd else "") + "; use tag_scheme: none for plain tags")
+        missing_b = sorted({n[2:] for n in label_names if n.startswith("I-")} - {n[2:] for n in label_names if n.startswith("B-")})
+        if missing_b:
+            raise DistillError(f"task {name!r}: data.label_names has I-{missing_b[0]} but no B-{missing_b[0]}")
+    if tokens_field == tags_field:
+        raise DistillError(f"task {name!r}: data.tokens_field and data.label_field must differ")
+    return TaskSpec(name, (tokens_field,), label_names, TOKEN_METRICS, "f1", None, None,
+                    token_format=TokenColumns(tokens_field, tags_field, scheme))

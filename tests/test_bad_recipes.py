@@ -22,7 +22,7 @@ BASE = {
 # (overrides, text the one-line error must contain)
 SCHEMA_CASES = [
     (["seed=abc"], "seed: Input should be a valid integer"),
-    (["task=sst3"], "task: 'sst3' is not a GLUE task"),
+    (["task=sst3"], "task: 'sst3' is not a built-in task"),
     (["name="], "name:"),
     (["name=a b"], "name: String should match pattern"),
     (["mixed_precision=fp8"], "mixed_precision: Input should be"),
@@ -59,6 +59,8 @@ SCHEMA_CASES = [
     (["stages.student.loss={alpha_kd: 0, alpha_hard: 0, alpha_cos: 0}"], "stages[0].loss: at least one alpha"),
     (["stages.student.loss.alpha_hidden=x"], "stages[0].loss.alpha_hidden"),
     (["stages.student.loss.alpha_ce=1"], "stages[0].loss.alpha_ce: unknown key"),
+    (["stages.student.loss.layer_map=[0, 1, 2]"], "stages[0].loss.layer_map[0]: Input should be greater than or equal to 1"),
+    (["stages.student.loss.layer_map=[]"], "stages[0].loss.layer_map: List should have at least 1 item"),
     (["stages.student.student.layers=[]"], "stages[0].student.layers: must list at least one teacher layer"),
     (["stages.student.student.layers=[0, 0]"], "stages[0].student.layers: layer indices must be distinct"),
     (["stages.student.student.layers=[-1]"], "stages[0].student.layers: layer indices must be >= 0"),
@@ -81,11 +83,25 @@ OVERRIDE_CASES = [
 ]
 
 
-def run(tmp_path, overrides, recipe=None, capsys=None):
+# Indices beyond the models' layers (minilm-l6 has 6): found from the model configs, by
+# `distill validate` too, before any data is read.
+MODEL_CASES = [
+    (["stages.student.student.layers=[0, 9]"], "stages[0].student.layers: layer 9 is beyond the teacher's 6 layers (0..5) in minilm-l6"),
+    (["stages.baseline.student.layers=[0, 6]"], "stages[1].student.layers: layer 6 is beyond the teacher's 6 layers"),
+    (["stages.student.student={init_from: pretrained, layers: [7]}"], "layer 7 is beyond the pre-trained model's 6 layers"),
+    (["stages.student.loss.layer_map=[2, 4, 9]"], "stages[0].loss.layer_map[2]: 9 is beyond the teacher's 6 layers"),
+    (["stages.student.loss.layer_map=[2, 4]"], "stages[0].loss.layer_map: has 2 entries but the student has 3 layers"),
+    (["stages.student.student.layers=[0, 1]", "stages.student.loss.layer_map=[2, 4, 6]"], "has 3 entries but the student has 2 layers"),
+]
+
+
+def run(tmp_path, overrides, recipe=None, capsys=None, command="run"):
     path = tmp_path / "recipe.yaml"
-    if not path.exists():
+    if isinstance(recipe, bytes):
+        path.write_bytes(recipe)
+    elif not path.exists():
         path.write_text(recipe if isinstance(recipe, str) else yaml.safe_dump(recipe or BASE))
-    return main(["run", str(path), *overrides, f"output_dir={tmp_path / 'runs'}"])
+    return main([command, str(path), *overrides, f"output_dir={tmp_path / 'runs'}"])
 
 
 def assert_one_line_error(capsys, expected: str):
@@ -108,13 +124,37 @@ def test_invalid_recipe_is_rejected_before_any_work(tmp_path, capsys, overrides,
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize("command", ["validate", "run"])
+@pytest.mark.parametrize("overrides,expected", MODEL_CASES, ids=lambda v: str(v)[:50])
+def test_index_beyond_the_models_layers_is_rejected_before_any_work(tmp_path, capsys, minilm_dir, command, overrides, expected):
+    assert run(tmp_path, overrides, command=command) == 2
+    assert_one_line_error(capsys, expected)
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    "file,output_dir",
+    [("runs", "runs"), ("runs", "runs/sub"), ("runs/fuzz", "runs")],
+    ids=["output_dir is a file", "its parent is a file", "the run folder is a file"],
+)
+def test_output_dir_that_is_a_file_is_rejected_before_any_work(tmp_path, capsys, file, output_dir):
+    (tmp_path / file).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / file).write_text("not a folder")
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(BASE))
+    assert main(["run", str(tmp_path / "recipe.yaml"), "--output-dir", str(tmp_path / output_dir)]) == 2
+    assert_one_line_error(capsys, f"output_dir: {tmp_path / file} is a file, not a folder")
+
+
 @pytest.mark.parametrize(
     "text,expected",
     [
         ("name: t\n  task: sst2\n", "recipe.yaml:2: not valid YAML"),
         ("- 1\n- 2\n", "a recipe is a YAML mapping"),
         ("", "a recipe is a YAML mapping"),
+        (b"name: t\ntask: caf\xe9\n", "recipe.yaml: not UTF-8 text (byte 17: invalid continuation byte)"),
+        ("name: t\n".encode("utf-16"), "recipe.yaml: not UTF-8 text (byte 0: invalid start byte)"),
     ],
+    ids=["bad indentation", "a list", "empty", "latin-1", "utf-16"],
 )
 def test_unreadable_recipe_file_is_rejected(tmp_path, capsys, text, expected):
     assert run(tmp_path, [], recipe=text) == 2
@@ -134,10 +174,6 @@ def test_missing_recipe_file_is_rejected(tmp_path, capsys):
         (["data.dir=/nonexistent/glue"], "data directory /nonexistent/glue"),
         (["data.holdout_size=1000"], "data.holdout_size: 1000 leaves no training examples"),
         (["model.model=/nonexistent/model"], "/nonexistent/model"),
-        (["stages.student.student.layers=[0, 9]"], "student.layers: [9] out of range; the teacher has layers 0..5"),
-        (["stages.student.loss.layer_map=[0, 1, 2]"], "layer_map[0]: must be an int >= 1"),
-        (["stages.student.loss.layer_map=[2, 4]"], "has 2 entries but the student has 3 layers"),
-        (["stages.student.loss.layer_map=[2, 4, 9]"], "beyond the teacher's 6 layers"),
         (["stages.student.train.batch_size=7", "stages.student.train.grad_accum_steps=2"], "does not split evenly"),
     ],
     ids=lambda v: str(v)[:40],
@@ -167,6 +203,29 @@ def test_bad_custom_data_file_names_file_and_line(tmp_path, capsys, rows, expect
     recipe["task"] = "reviews"
     recipe["data"].update(train_file=str(train), validation_file=str(valid), text_fields=["text"],
                           label_names=["negative", "positive"])
+    assert run(tmp_path, [], recipe=recipe) == 2
+    assert_one_line_error(capsys, expected)
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    "lines,expected",
+    [
+        ("ann\tB-person\nlives\n", "train.conll:2: no tag on this line"),
+        ("ann\tB-person\n\nyork\tB-city\n", "train.conll:3: unknown tag 'B-city'"),
+        ("ann\tO\nsmith\tI-person\n", "train.conll:2: tag I-person follows O, which is not BIO"),
+    ],
+    ids=["line without a tag", "unknown tag", "not BIO"],
+)
+def test_bad_tag_file_names_file_and_line(tmp_path, capsys, lines, expected):
+    train = tmp_path / "train.conll"
+    train.write_text(lines)
+    valid = tmp_path / "valid.conll"
+    valid.write_text("ann\tB-person\nlives\tO\n")
+    recipe = json.loads(json.dumps(BASE))
+    recipe["task"] = "people"
+    recipe["data"].update(task_type="token_classification", train_file=str(train), validation_file=str(valid),
+                          label_names=["O", "B-person", "I-person"])
     assert run(tmp_path, [], recipe=recipe) == 2
     assert_one_line_error(capsys, expected)
     assert not (tmp_path / "runs").exists()

@@ -39,8 +39,8 @@ def tokenizer(minilm_dir):
 # --- registry ------------------------------------------------------------------------------
 
 
-def test_registry_holds_the_seven_local_glue_tasks():
-    assert sorted(TASKS) == ["cola", "mrpc", "qnli", "rte", "sst2", "stsb", "wnli"]
+def test_registry_holds_the_seven_local_glue_tasks_and_wnut17():
+    assert sorted(TASKS) == ["cola", "mrpc", "qnli", "rte", "sst2", "stsb", "wnli", "wnut17"]
 
 
 @pytest.mark.parametrize(
@@ -253,8 +253,8 @@ def test_glue_task_explicit_file_uses_hub_column_names(tmp_path):
 
 
 def test_hub_splits_drop_idx_and_match_local_schema(monkeypatch):
-    def fake_load_dataset(path, name):
-        assert (path, name) == ("nyu-mll/glue", "sst2")
+    def fake_load_dataset(path, name, revision=None):
+        assert (path, name, revision) == ("nyu-mll/glue", "sst2", None)
         hub_features = datasets.Features({"sentence": datasets.Value("string"),
                                           "label": datasets.ClassLabel(names=["negative", "positive"]),
                                           "idx": datasets.Value("int32")})

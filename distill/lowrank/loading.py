@@ -21,7 +21,7 @@ from distill.compat import load_sharded_checkpoint
 from distill.errors import DistillError
 from distill.lowrank.factorize import FACTORIZATION_KEY, FORMAT_VERSION, replace_module
 from distill.lowrank.svd import FactorizedEmbedding, FactorizedLinear
-from distill.pruning.loading import _model_class
+from distill.architectures import saved_model_class
 from distill.pruning.structure import PRUNING_KEY, prune_ffn, prune_heads
 
 
@@ -52,13 +52,13 @@ def _skeleton(config, attn: str | None) -> PreTrainedModel:
     extra = {"attn_implementation": attn} if attn else {}
     pruning = getattr(config, PRUNING_KEY, None)
     if not pruning:
-        return _model_class(config)._from_config(config, **extra)
+        return saved_model_class(config)._from_config(config, **extra)
     # The same reconstruction as distill.pruning.load_pruned, which also loads weights (we cannot:
     # our factorized modules must be in place first).
     skeleton = copy.deepcopy(config)
     skeleton.pruned_heads = {}
     skeleton.intermediate_size = max(pruning["intermediate_sizes"])
-    model = _model_class(config)._from_config(skeleton, **extra)
+    model = saved_model_class(config)._from_config(skeleton, **extra)
     total = config.num_attention_heads
     prune_heads(model, {i: [h for h in range(total) if h not in kept] for i, kept in enumerate(pruning["heads_kept"])})
     prune_ffn(model, [list(range(size)) for size in pruning["intermediate_sizes"]])

@@ -37,10 +37,11 @@ def default_target_modules(model: nn.Module, field: str = "lora") -> list[str]:
 
 
 def lora_config(model: nn.Module, settings, field: str = "lora") -> LoraConfig:
-    """PEFT's LoraConfig for a sequence classifier from the recipe's `lora:` block (LoraSettings)."""
+    """PEFT's LoraConfig for a sequence or token classifier from the recipe's `lora:` block (LoraSettings)."""
     model_type = getattr(model.config, "model_type", None)
+    per_token = type(model).__name__.endswith("ForTokenClassification")
     return LoraConfig(
-        task_type=TaskType.SEQ_CLS,
+        task_type=TaskType.TOKEN_CLS if per_token else TaskType.SEQ_CLS,
         r=settings.rank,
         lora_alpha=settings.alpha,
         lora_dropout=settings.dropout,

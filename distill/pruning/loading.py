@@ -12,21 +12,13 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-import transformers
 from safetensors.torch import load_file
-from transformers import AutoConfig, AutoModelForSequenceClassification, PreTrainedModel
+from transformers import AutoConfig, PreTrainedModel
 from distill.compat import load_sharded_checkpoint
 
+from distill.architectures import saved_model_class
 from distill.errors import DistillError
 from distill.pruning.structure import PRUNING_KEY, prune_ffn, prune_heads
-
-
-def _model_class(config) -> type[PreTrainedModel]:
-    for name in getattr(config, "architectures", None) or []:
-        cls = getattr(transformers, name, None)
-        if isinstance(cls, type) and issubclass(cls, PreTrainedModel):
-            return cls
-    return AutoModelForSequenceClassification
 
 
 def load_pruned(path: str | Path, **config_kwargs) -> PreTrainedModel:
@@ -35,7 +27,7 @@ def load_pruned(path: str | Path, **config_kwargs) -> PreTrainedModel:
     folder = Path(path)
     attn = config_kwargs.pop("attn_implementation", None)
     config = AutoConfig.from_pretrained(folder, **config_kwargs)
-    cls = _model_class(config)
+    cls = saved_model_class(config)
     spec = getattr(config, PRUNING_KEY, None)
     extra = {"attn_implementation": attn} if attn else {}
     if not spec:

@@ -12,7 +12,7 @@ from typing import Any
 from huggingface_hub import ModelCard
 
 from distill.errors import DistillError
-from distill.publish.metadata import base_model_id, card_data, task_title
+from distill.publish.metadata import base_model_id, card_data, hub_task, task_title
 from distill.publish.run_info import (
     CONVERSION_KINDS,
     STUDENT_KINDS,
@@ -36,6 +36,8 @@ PAIR_EXAMPLES = {
 }
 PAIR_EXAMPLE = {"text": "The company posted record profits this quarter.", "text_pair": "This quarter the firm reported its highest profits ever."}
 SINGLE_EXAMPLES = {"sst2": "A gripping, beautifully acted film.", "cola": "The book was written by my sister."}
+# Words split on spaces (the ONNX snippet tags words), with a place, a title and a person in them.
+TOKEN_EXAMPLE = "Heading to Brooklyn tonight to watch Stranger Things with Sarah"
 
 
 def needs_distill_loader(folder: Path) -> bool:
@@ -80,8 +82,16 @@ def latency_keys(records: list[dict[str, Any]]) -> list[tuple[int, str]]:
     return sorted((int(k.rsplit("bs", 1)[1]), k) for k in keys)
 
 
+def table_stages(run: RunInfo, stage: str) -> list[str]:
+    return [n for n in run.records if n == stage or is_model_stage(run, n)]
+
+
+def stage_cell(name: str, stage: str) -> str:
+    return f"**{name}** (this model)" if name == stage else name
+
+
 def results_table(run: RunInfo, stage: str, teacher: dict[str, Any] | None) -> tuple[list[str], list[list[str]]]:
-    names = [n for n in run.records if n == stage or is_model_stage(run, n)]
+    names = table_stages(run, stage)
     records = [run.records[n] for n in names]
     latencies = latency_keys(records)
     has_memory = any(r.get("peak_memory_bytes") for r in records)
@@ -93,7 +103,7 @@ def results_table(run: RunInfo, stage: str, teacher: dict[str, Any] | None) -> t
     for name, r in zip(names, records):
         parent = parent_stage(run, name)
         row = [
-            f"**{name}** (this model)" if name == stage else name,
+            stage_cell(name, stage),
             run.kind(name),
             f"`{parent}`" if parent else "base model",
             metric_cell(r),
@@ -107,6 +117,17 @@ def results_table(run: RunInfo, stage: str, teacher: dict[str, Any] | None) -> t
         if has_backend:
             row.append(f"{r.get('backend') or '-'} {r.get('precision') or ''}".strip())
         rows.append(row)
+    return headers, rows
+
+
+def entity_table(run: RunInfo, stage: str) -> tuple[list[str], list[list[str]]]:
+    """Token runs: each stage's seqeval precision and recall, per-token accuracy and F1 per entity type."""
+    names = table_stages(run, stage)
+    metrics = [artifact_metrics(run.records[n])[0] for n in names]
+    types = list(dict.fromkeys(k for m in metrics for k in m if k.startswith("f1_")))  # label order
+    headers = ["stage", "precision", "recall", "token accuracy"] + [f"F1 {t[len('f1_'):]}" for t in types]
+    rows = [[stage_cell(n, stage)] + [fmt_metric(m.get(k)) for k in ["precision", "recall", "accuracy", *types]]
+            for n, m in zip(names, metrics)]
     return headers, rows
 
 
@@ -171,7 +192,9 @@ def describe_stage(run: RunInfo, name: str, task_name: str) -> str:
     return what + "."
 
 
-def example_input(task_name: str, n_texts: int) -> str:
+def example_input(task_name: str, n_texts: int, token: bool = False) -> str:
+    if token:
+        return json.dumps(TOKEN_EXAMPLE)
     if n_texts == 2:
         return json.dumps(PAIR_EXAMPLES.get(task_name, PAIR_EXAMPLE), ensure_ascii=False)
     return json.dumps(SINGLE_EXAMPLES.get(task_name, "Your text here."), ensure_ascii=False)
@@ -215,10 +238,24 @@ def result_notes(run: RunInfo, stage: str, chain: list[str], latencies: bool) ->
         threads = f"{bench['threads']} thread{'s' if bench['threads'] != 1 else ''}, " if bench.get("threads") else ""
         notes.append(f"Latency: ms per call at batch size b{' (' + how + ')' if how else ''}; "
                      f"{threads}measured on: {'; '.join(hardware)}.")
-    return notes
+    return notes + (token_notes(data) if run.is_token_task else [])
 
 
-def usage(folder: Path, task_name: str, n_texts: int) -> dict[str, Any]:
+def token_notes(data: dict[str, Any]) -> list[str]:
+    """How words were aligned to word pieces and scored (the recipe's data.label_all_subtokens)."""
+    pieces = ("every word piece of a word carried its tag, a B- tag continuing as I- (data.label_all_subtokens: true)"
+              if data.get("label_all_subtokens") else
+              "only the first word piece of each word carried its tag, later pieces were ignored "
+              "(data.label_all_subtokens: false)")
+    return [
+        "f1, precision and recall are seqeval's entity-level micro averages (conlleval rules: an entity counts "
+        "only when its span and type both match); accuracy is per token.",
+        f"Word pieces: in training {pieces}; evaluation tags each word by its first piece. Words beyond "
+        f"data.max_length ({data.get('max_length')} word pieces, special tokens included) are cut off and not scored.",
+    ]
+
+
+def usage(folder: Path, task_name: str, n_texts: int, token: bool = False) -> dict[str, Any]:
     """Template variables of the usage snippets: which loaders apply to what the folder holds."""
     onnx = onnx_files(folder)
     config_path = folder / "config.json"
@@ -230,21 +267,25 @@ def usage(folder: Path, task_name: str, n_texts: int) -> dict[str, Any]:
         "onnx_file": Path(onnx[0]).name if onnx else None,
         "onnx_subfolder": str(Path(onnx[0]).parent) if onnx and "/" in onnx[0] else None,
         "other_onnx": onnx[1:],
-        "example_input": example_input(task_name, n_texts),
+        "example_input": example_input(task_name, n_texts, token),
+        "token_task": token,
+        "ort_class": f"ORTModelFor{'Token' if token else 'Sequence'}Classification",
+        # Token runs: one result per entity (word pieces merged), not per word piece.
+        "pipeline_options": ', aggregation_strategy="simple"' if token else "",
     }
 
 
 def summary_and_facts(run: RunInfo, stage: str, chain: list[str], base: str | None) -> tuple[str, list[tuple[str, str]]]:
     record = run.records[stage]
     teacher = teacher_record(run, chain)
-    task_name = str(run.recipe.get("task") or run.report.get("task"))
-    task = TASKS.get(task_name)
+    task_name = run.task_name
     model = run.recipe.get("model") or {}
     base_text = f"[{base}](https://huggingface.co/{base})" if base else f"`{model.get('model')}` (a local model)"
     metrics, _ = artifact_metrics(record)
     value = metrics.get(record["metric"], record["metric_value"])
     teacher_value = teacher.get("metric_value") if teacher else None
-    summary = f"A text classifier for {task_title(task_name)}, made from {base_text} with `distill`: "
+    what = "A token classifier (a tag per word)" if run.is_token_task else "A text classifier"
+    summary = f"{what} for {task_title(task_name)}, made from {base_text} with `distill`: "
     summary += " → ".join(run.kind(n) for n in chain) + "."
     if teacher and teacher is not record and teacher.get("size_bytes") and record.get("size_bytes"):
         summary += (
@@ -255,15 +296,24 @@ def summary_and_facts(run: RunInfo, stage: str, chain: list[str], base: str | No
         speedups = [f"{teacher[k] / record[k]:.1f}× (batch size {b})" for b, k in latency_keys([record])
                     if teacher.get(k) and record.get(k)]
         summary += f", and runs at {', '.join(speedups)} the teacher's speed (measured side by side)." if speedups else "."
-    labels = (", ".join(task.label_names) if task.label_names else "regression") if task else ""
     facts = [
-        ("Task", f"GLUE `{task_name}` ({labels})" if task else f"custom task `{task_name}`"),
+        ("Task", task_fact(task_name)),
         ("Base model", base_text + (f" at revision `{model['revision']}`" if model.get("revision") else "")),
         ("Lineage", " → ".join([f"`{base or 'base model'}`"] + [f"`{n}` ({run.kind(n)})" for n in chain])),
         ("This model", f"{record['metric']} {fmt_metric(value)} ({share(value, teacher_value)} of the teacher), "
          f"{record.get('params', 0) / 1e6:.2f}M parameters, {record.get('size_bytes', 0) / 2**20:.1f} MiB of weights"),
     ]
     return summary, facts
+
+
+def task_fact(task_name: str) -> str:
+    task = TASKS.get(task_name)
+    if task is None:
+        return f"custom task `{task_name}`"
+    if task.is_token_classification:
+        tags = f"BIO tags over {', '.join(task.entity_types)}" if task.entity_types else f"tags {', '.join(task.label_names)}"
+        return f"{task_title(task_name)} `{task_name}`, token classification ({task.num_labels} {tags})"
+    return f"GLUE `{task_name}` ({', '.join(task.label_names) if task.label_names else 'regression'})"
 
 
 def render_card(run: RunInfo, stage: str, repo_id: str, *, license: str = "apache-2.0", revision: str | None = None,
@@ -275,11 +325,12 @@ def render_card(run: RunInfo, stage: str, repo_id: str, *, license: str = "apach
         raise DistillError(f"model card template {template} not found")
     chain = lineage(run, stage)
     base = base_model_id(run.recipe)
-    task_name = str(run.recipe.get("task") or run.report.get("task"))
+    task_name = run.task_name
     task = TASKS.get(task_name)
     n_texts = len(task.text_fields) if task else len((run.recipe.get("data") or {}).get("text_fields") or [1])
     summary, facts = summary_and_facts(run, stage, chain, base)
     headers, rows = results_table(run, stage, teacher_record(run, chain))
+    entity_headers, entity_rows = entity_table(run, stage) if run.is_token_task else ([], [])
     steps = [
         {"name": n, "kind": run.kind(n), "text": describe_stage(run, n, task_name),
          "parent": f"`{parent_stage(run, n) or base or 'the base model'}`"}
@@ -295,6 +346,8 @@ def render_card(run: RunInfo, stage: str, repo_id: str, *, license: str = "apach
         f"this repository holds **{stage}**.",
         headers=headers,
         rows=rows,
+        entity_headers=entity_headers,
+        entity_rows=entity_rows,
         result_notes=result_notes(run, stage, chain, latencies=bool(latency_keys(list(run.records.values())))),
         steps=steps,
         repo_id=repo_id,
@@ -307,5 +360,7 @@ def render_card(run: RunInfo, stage: str, repo_id: str, *, license: str = "apach
         recipe_hash=run.report.get("recipe_hash", "?"),
         recipe_fence="````" if "```" in run.recipe_text else "```",
         recipe_text=run.recipe_text.rstrip("\n"),
-        **usage(run.folder(stage), task_name, n_texts),
+        pipeline_task=hub_task(run)[0],
+        data_title=task_title(task_name) if run.is_token_task else "GLUE",
+        **usage(run.folder(stage), task_name, n_texts, run.is_token_task),
     )

@@ -1,6 +1,7 @@
 """The Hub metadata of a published artifact's card: base model and how the artifact relates to
 it, tags from the stages that made it, and the model-index (one result per metric of the
-artifact on the task's validation split)."""
+artifact on the task's validation split; for token classification, seqeval's entity-level scores
+and per-token accuracy)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from distill.publish.run_info import (
     lineage,
     onnx_files,
 )
-from distill.tasks import TASKS
+from distill.tasks import TASKS, TaskSpec
 
 # Our offline aliases -> the Hub id of the same model (the card's base_model).
 BASE_MODEL_HUB_IDS = {
@@ -36,7 +37,12 @@ KIND_TAGS = {
 }
 QUANTIZED_PRECISIONS = {"int8", "int4", "nf4", "fp4", "uint8"}
 HUB_METRIC_TYPES = {"pearson": "pearsonr", "f1_macro": "f1"}  # our metric keys -> Hub metric ids
+# Token runs: the model-index holds seqeval's micro scores under the Hub's metric ids, named for what
+# they are; the per-type F1 ("f1_<type>") stays in the card's body.
+SEQEVAL_METRIC_NAMES = {"f1": "seqeval entity-level micro F1", "precision": "seqeval entity-level micro precision",
+                        "recall": "seqeval entity-level micro recall", "accuracy": "per-token accuracy"}
 GLUE_TITLES = {"sst2": "SST-2", "mrpc": "MRPC", "cola": "CoLA", "stsb": "STS-B", "qnli": "QNLI", "rte": "RTE", "wnli": "WNLI"}
+OTHER_TITLES = {"wnut17": "WNUT 17"}
 
 
 def base_model_id(recipe: dict[str, Any]) -> str | None:
@@ -88,7 +94,22 @@ def base_model_relation(run: RunInfo, chain: list[str]) -> str | None:
 
 
 def task_title(task_name: str) -> str:
-    return f"GLUE {GLUE_TITLES[task_name]}" if task_name in GLUE_TITLES else task_name
+    return f"GLUE {GLUE_TITLES[task_name]}" if task_name in GLUE_TITLES else OTHER_TITLES.get(task_name, task_name)
+
+
+def hub_task(run: RunInfo) -> tuple[str, str]:
+    """The Hub's pipeline tag and task name for what the run's models do."""
+    if run.is_token_task:
+        return "token-classification", "Token Classification"
+    return "text-classification", "Text Classification"
+
+
+def task_tags(task: TaskSpec | None) -> list[str]:
+    """The built-in task's benchmark family and name (custom tasks: none)."""
+    if task is None:
+        return []
+    family = ["ner"] * bool(task.entity_types) if task.is_token_classification else ["glue"]
+    return family + [task.name]
 
 
 def eval_split(recipe: dict[str, Any]) -> str:
@@ -98,7 +119,7 @@ def eval_split(recipe: dict[str, Any]) -> str:
 
 def eval_results(run: RunInfo, stage: str) -> list[EvalResult]:
     """One result per metric of the published artifact on the task's validation split."""
-    task_name = str(run.recipe.get("task") or run.report.get("task"))
+    task_name = run.task_name
     task = TASKS.get(task_name)
     metrics, _ = artifact_metrics(run.records[stage])
     primary = run.records[stage]["metric"]
@@ -106,14 +127,16 @@ def eval_results(run: RunInfo, stage: str) -> list[EvalResult]:
     if task and task.hub_dataset:
         hub_id, config = task.hub_dataset
         dataset = {"dataset_type": hub_id, "dataset_name": task_title(task_name), "dataset_config": config}
-    ordered = [primary] + [m for m in metrics if m != primary]
+    names = SEQEVAL_METRIC_NAMES if run.is_token_task else {m: m.replace("_", " ") for m in metrics}
+    ordered = [primary] + [m for m in names if m != primary]
+    task_type, task_type_name = hub_task(run)
     return [
         EvalResult(
-            task_type="text-classification",
-            task_name="Text Classification",
+            task_type=task_type,
+            task_name=task_type_name,
             dataset_split=eval_split(run.recipe),
             metric_type=HUB_METRIC_TYPES.get(m, m),
-            metric_name=m.replace("_", " "),
+            metric_name=names[m],
             metric_value=round(float(metrics[m]), 6),
             **dataset,
         )
@@ -126,9 +149,10 @@ def card_data(run: RunInfo, stage: str, repo_id: str, license: str = "apache-2.0
     chain = lineage(run, stage)
     folder = run.folder(stage)
     base = base_model_id(run.recipe)
-    task = TASKS.get(str(run.recipe.get("task")))
+    task = TASKS.get(run.task_name)
+    pipeline_tag, _ = hub_task(run)
     library = "transformers" if has_torch_weights(folder) or is_adapter(folder) else "onnx"
-    tags = ["distill", "text-classification"] + stage_tags(run, chain) + (["onnx"] if onnx_files(folder) else [])
+    tags = ["distill", pipeline_tag] + stage_tags(run, chain) + (["onnx"] if onnx_files(folder) else [])
     extra: dict[str, Any] = {}
     relation = base_model_relation(run, chain) if base else None
     if relation:
@@ -141,9 +165,9 @@ def card_data(run: RunInfo, stage: str, repo_id: str, license: str = "apache-2.0
         language="en" if task else None,
         library_name=library,
         license=license,
-        pipeline_tag="text-classification",
-        tags=tags + (["glue", task.name] if task else []),
-        metrics=sorted({r.metric_type for r in results}),
+        pipeline_tag=pipeline_tag,
+        tags=tags + task_tags(task),
+        metrics=sorted({r.metric_type for r in results} | ({"seqeval"} if run.is_token_task else set())),
         eval_results=results,
         **extra,
     )

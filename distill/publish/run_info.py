@@ -17,6 +17,7 @@ import yaml
 from huggingface_hub.utils import filter_repo_objects
 
 from distill.errors import DistillError
+from distill.tasks import TASKS
 
 # Kinds that build their model from the stage named in `teacher` (a student copied from it).
 STUDENT_KINDS = {"distill", "baseline"}
@@ -54,6 +55,19 @@ class RunInfo:
 
     def kind(self, stage: str) -> str:
         return self.stage_config(stage).get("kind") or self.records.get(stage, {}).get("kind", "unknown")
+
+    @property
+    def task_name(self) -> str:
+        return str(self.recipe.get("task") or self.report.get("task"))
+
+    @property
+    def is_token_task(self) -> bool:
+        """One tag per word (token classification), not one label per text: a built-in task says
+        which it is, a custom one through its recipe's data.task_type."""
+        task = TASKS.get(self.task_name)
+        if task:
+            return task.is_token_classification
+        return (self.recipe.get("data") or {}).get("task_type") == "token_classification"
 
 
 def load_run(run_dir: str | Path) -> RunInfo:

@@ -3,7 +3,8 @@ nf4/fp4 (optionally double-quantized), loaded from a saved classifier folder, sa
 with `from_pretrained` (the quantization config travels in config.json).
 
 On CPU this saves memory, not time (shared/PLATFORM.md). Traps handled here:
-- the task head stays unquantized (`skip_modules`, default classifier and BERT's pooler). The
+- the task head stays unquantized (`skip_modules`, default classifier and BERT's pooler, where
+  the model has one: a token classifier has none). The
   names are resolved to the full paths of the Linear layers they cover before loading, because
   transformers matches `llm_int8_skip_modules` differently by release (4.57: "name." anywhere in
   a path; 5.x: a path prefix or suffix, so "pooler" no longer covers bert.pooler.dense). Full
@@ -22,8 +23,9 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoModelForSequenceClassification, BitsAndBytesConfig
+from transformers import AutoConfig, BitsAndBytesConfig
 
+from distill.architectures import saved_model_class
 from distill.errors import DistillError
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -43,8 +45,10 @@ def bnb_config(
     quant_type: str = "nf4",
     double_quant: bool = True,
     compute_dtype: str = "fp32",
-    skip_modules: tuple[str, ...] | list[str] = DEFAULT_SKIP_MODULES,
+    skip_modules: tuple[str, ...] | list[str] | None = None,
 ) -> BitsAndBytesConfig:
+    """None for skip_modules: the task head's names that the model has (DEFAULT_SKIP_MODULES),
+    resolved when the model is loaded."""
     if bits not in (4, 8):
         raise DistillError(f"bits: must be 4 or 8, got {bits!r}")
     if quant_type not in QUANT_TYPES:
@@ -52,19 +56,26 @@ def bnb_config(
     if compute_dtype not in DTYPES:
         raise DistillError(f"compute_dtype: must be one of {', '.join(DTYPES)}, got {compute_dtype!r}")
     if bits == 8:
-        return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=list(skip_modules))
+        return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=_names(skip_modules))
     return BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type=quant_type,
         bnb_4bit_use_double_quant=double_quant,
         bnb_4bit_compute_dtype=DTYPES[compute_dtype],
-        llm_int8_skip_modules=list(skip_modules),
+        llm_int8_skip_modules=_names(skip_modules),
     )
 
 
-def skipped_linear_paths(model: nn.Module, names: Sequence[str], field: str = "skip_modules") -> list[str]:
-    """The full dotted paths of the model's Linear layers that `names` cover (see DEFAULT_SKIP_MODULES)."""
+def _names(skip_modules) -> list[str] | None:
+    return None if skip_modules is None else list(skip_modules)
+
+
+def skipped_linear_paths(model: nn.Module, names: Sequence[str] | None, field: str = "skip_modules") -> list[str]:
+    """The full dotted paths of the model's Linear layers that `names` cover; None: those of
+    DEFAULT_SKIP_MODULES the model has. A name given that covers no layer is an error."""
     linears = [path for path, module in model.named_modules() if isinstance(module, nn.Linear)]
+    if names is None:
+        names = [name for name in DEFAULT_SKIP_MODULES if any(f".{name}." in f".{path}." for path in linears)]
     for name in names:
         if not any(f".{name}." in f".{path}." for path in linears):
             raise DistillError(f"{field}: '{name}' names no Linear layer of {type(model).__name__}")
@@ -74,10 +85,16 @@ def skipped_linear_paths(model: nn.Module, names: Sequence[str], field: str = "s
 def _with_full_skip_paths(src_dir: str | Path, config: BitsAndBytesConfig, field: str) -> BitsAndBytesConfig:
     """A copy of `config` whose skip list is the full paths of the layers it covers in this model."""
     with torch.device("meta"):  # the module tree only, no weights
-        skeleton = AutoModelForSequenceClassification.from_config(AutoConfig.from_pretrained(src_dir))
+        config_of_model = AutoConfig.from_pretrained(src_dir)
+        cls = saved_model_class(config_of_model)
+        skeleton = cls.from_config(config_of_model) if hasattr(cls, "from_config") else cls._from_config(config_of_model)
     config = copy.deepcopy(config)
-    config.llm_int8_skip_modules = skipped_linear_paths(skeleton, config.llm_int8_skip_modules or [], field)
+    config.llm_int8_skip_modules = skipped_linear_paths(skeleton, config.llm_int8_skip_modules, field)
     return config
+
+
+def _saved_class(folder: str | Path) -> type:
+    return saved_model_class(AutoConfig.from_pretrained(folder))
 
 
 def _device_map() -> dict[str, str]:
@@ -91,7 +108,7 @@ def quantize_bnb(src_dir: str | Path, config: BitsAndBytesConfig, dtype: str = "
     quiet_bitsandbytes()
     if dtype not in DTYPES:
         raise DistillError(f"dtype: must be one of {', '.join(DTYPES)}, got {dtype!r}")
-    model = AutoModelForSequenceClassification.from_pretrained(
+    model = _saved_class(src_dir).from_pretrained(
         src_dir, quantization_config=_with_full_skip_paths(src_dir, config, skip_field), dtype=DTYPES[dtype], device_map=_device_map(),
         use_safetensors=True,
     )
@@ -112,7 +129,7 @@ def disable_cpu_weight_repacking(model) -> int:
 def load_bnb_classifier(folder: str | Path):
     """A saved bitsandbytes classifier (config.json carries its quantization_config)."""
     quiet_bitsandbytes()
-    model = AutoModelForSequenceClassification.from_pretrained(folder, dtype="auto", device_map=_device_map(), use_safetensors=True)
+    model = _saved_class(folder).from_pretrained(folder, dtype="auto", device_map=_device_map(), use_safetensors=True)
     disable_cpu_weight_repacking(model)
     return model.eval()
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForSequenceClassification
+from transformers import AutoConfig
+
+from distill.architectures import saved_model_class
 
 from distill.errors import DistillError
 
@@ -25,4 +27,4 @@ def cast_classifier(model, dtype: str):
 
 def load_cast_classifier(folder: str | Path):
     """Load in the saved dtype (`from_pretrained` would otherwise upcast to fp32)."""
-    return AutoModelForSequenceClassification.from_pretrained(folder, dtype="auto", use_safetensors=True).eval()
+    return saved_model_class(AutoConfig.from_pretrained(folder)).from_pretrained(folder, dtype="auto", use_safetensors=True).eval()

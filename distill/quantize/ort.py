@@ -109,7 +109,9 @@ def export_onnx(model, path: Path) -> Path:
     attention_mask = torch.ones(2, 8, dtype=torch.long)
     attention_mask[1, 5:] = 0  # a padded row, so the traced mask path is the general one
     dummy = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": torch.zeros(2, 8, dtype=torch.long)}
-    axes = {name: {0: "batch", 1: "sequence"} for name in names} | {"logits": {0: "batch"}}
+    with torch.no_grad():  # a tagger's logits have one row per token: their sequence axis is dynamic too
+        per_token = model(**{n: dummy[n] for n in names}).logits.dim() == 3
+    axes = {name: {0: "batch", 1: "sequence"} for name in names} | {"logits": {0: "batch", 1: "sequence"} if per_token else {0: "batch"}}
     previous = model.config._attn_implementation
     model.config._attn_implementation = "eager"
     try:

@@ -65,6 +65,9 @@ def stage_record(ctx, stage, model, metrics: dict[str, float], outcome: TrainOut
         "train_steps": outcome.steps if outcome else 0,
         "best_step": outcome.best_step if outcome else None,
         "checkpoint_selected_on": _selection_name(ctx) if outcome and stage.train.keep_best else None,
+        # The kept checkpoint's score where it was selected (a train holdout when there is one):
+        # what settings may be compared on without reading the reported dev split.
+        "selection_metric_value": (outcome.best_selection_metrics or {}).get(primary) if outcome else None,
     }
 
 

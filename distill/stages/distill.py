@@ -176,7 +176,8 @@ def _aggregate(runs: list[dict]) -> dict:
     if len(runs) > 1:
         record["metric_std"] = statistics.stdev(values)
         record["metric_min"], record["metric_max"] = min(values), max(values)
-        record["seeds"] = [{"seed": r["seed"], "metric_value": r["metric_value"], "metrics": r["metrics"], "train_seconds": r["train_seconds"]} for r in runs]
+        record["seeds"] = [{"seed": r["seed"], "metric_value": r["metric_value"], "metrics": r["metrics"], "train_seconds": r["train_seconds"],
+                            "selection_metric_value": r.get("selection_metric_value")} for r in runs]
         record.pop("seed")
         record["artifact_seed"] = runs[0]["seed"]
     return record

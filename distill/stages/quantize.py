@@ -73,7 +73,9 @@ def run_bnb_stage(ctx: RunContext, stage: BnbStage, out_dir: Path, stage_hash: s
     model = quantize_bnb(source, config, dtype=stage.dtype, skip_field=_field(ctx, stage, 'skip_modules'))
     partial = fresh_partial_dir(ctx, out_dir)
     save_artifact(ctx, model, partial, tokenizer)  # before any inference (see distill/quantize/bnb.py)
-    details = {"bits": stage.bits, "dtype": stage.dtype, "skip_modules": stage.skip_modules}
+    saved = model.config.quantization_config  # the skip list as resolved to full paths
+    skipped = saved.get("llm_int8_skip_modules") if isinstance(saved, dict) else saved.llm_int8_skip_modules
+    details = {"bits": stage.bits, "dtype": stage.dtype, "skip_modules": skipped}
     if stage.bits == 4:
         details.update(quant_type=config.bnb_4bit_quant_type, double_quant=config.bnb_4bit_use_double_quant,
                        compute_dtype=stage.compute_dtype or "fp32")
