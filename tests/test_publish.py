@@ -43,26 +43,28 @@ def _uploaded(run_dir: Path) -> list[str]:
     return sorted(names | {"README.md", "recipe.yaml"})
 
 
-def _record(stage: str, kind: str, model, folder: Path, metric_value: float, steps: int) -> dict:
-    """A report record shaped like distill.stages.common.stage_record's."""
-    return {"stage": stage, "kind": kind, "metric": "accuracy", "metric_value": metric_value,
-            "metrics": {"accuracy": metric_value}, "params": count_parameters(model),
+def _record(stage: str, kind: str, model, folder: Path, metrics: dict[str, float], steps: int) -> dict:
+    """A report record shaped like distill.stages.common.stage_record's; the first metric is the primary one."""
+    metric = next(iter(metrics))
+    return {"stage": stage, "kind": kind, "metric": metric, "metric_value": metrics[metric],
+            "metrics": metrics, "params": count_parameters(model),
             "size_bytes": weights_size_bytes(folder), "train_seconds": 1.0, "samples_per_second": 100.0,
             "train_steps": steps, "best_step": steps, "checkpoint_selected_on": "validation", "seed": 42}
 
 
-@pytest.fixture
-def run_dir(tmp_path) -> Path:
+def make_run(tmp_path: Path, task: str = "sst2", model_class=BertForSequenceClassification,
+             metrics=lambda value: {"accuracy": value}, data: dict | None = None) -> Path:
     """A finished run laid out as `distill run` writes it: recipe.yaml, report.json, and a folder
-    with an evaluated artifact per stage (a tiny random BERT teacher and its 1-layer student,
-    with a WordPiece tokenizer built offline). Metric values are fixture inputs, not results."""
+    with an evaluated artifact per stage (a tiny random BERT teacher of `model_class` and its
+    1-layer student, with a WordPiece tokenizer built offline). `metrics(value)`: a stage's
+    metrics, primary first; the values are fixture inputs (teacher 0.75, student 0.7), not results."""
     tokenizer = wordpiece_tokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS])
     torch.manual_seed(0)
     config = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
-                        vocab_size=len(tokenizer), **label_config(get_task("sst2")))
-    teacher = BertForSequenceClassification(config).eval()
+                        vocab_size=len(tokenizer), **label_config(get_task(task)))
+    teacher = model_class(config).eval()
     student = copy_layers_student(teacher, [0]).eval()
-    recipe = validate_recipe({"name": "tiny", "task": "sst2", "output_dir": str(tmp_path / "runs"), "stages": [
+    recipe = validate_recipe({"name": "tiny", "task": task, "output_dir": str(tmp_path / "runs"), "data": data or {}, "stages": [
         {"kind": "teacher", "train": {"max_steps": 4}},
         {"kind": "distill", "name": "student", "student": {"layers": [0]}, "train": {"max_steps": 4}}]})
     run = tmp_path / "runs" / "tiny"
@@ -70,13 +72,18 @@ def run_dir(tmp_path) -> Path:
     for stage, kind, model, value in (("teacher", "teacher", teacher, 0.75), ("student", "distill", student, 0.7)):
         folder = run / stage
         save_model(model, tokenizer, folder)
-        record = _record(stage, kind, model, folder, value, steps=4)
+        record = _record(stage, kind, model, folder, metrics(value), steps=4)
         (folder / "metrics.json").write_text(json.dumps(record))
         (folder / "train_log.jsonl").write_text('{"step": 4, "loss": 0.5}\n')
         records.append(record)
     dump_recipe(recipe, run / "recipe.yaml")
-    write_report(run, recipe, get_task("sst2"), records, "distill run recipes/tiny.yaml")
+    write_report(run, recipe, get_task(task), records, "distill run recipes/tiny.yaml")
     return run
+
+
+@pytest.fixture
+def run_dir(tmp_path) -> Path:
+    return make_run(tmp_path)
 
 
 @pytest.fixture
