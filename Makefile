@@ -21,7 +21,7 @@ DATA_DIR ?= $(wildcard $(abspath ../shared/data))
 # 2.13.0 is the CPU wheel on this machine's disk.
 TORCH := torch==2.13.0
 
-.PHONY: demo test install full clean
+.PHONY: demo test install full glue clean
 
 $(BIN)/distill: pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,12 @@ test: install
 # The reproduction run (about 1 h 40 min on 2 AVX-512 BF16 CPU cores, longer on AVX2), logged to runs/sst2_full.log.
 full: install
 	mkdir -p runs && DISTILL_DATA_DIR=$(DATA_DIR) $(BIN)/distill run recipes/sst2_minilm_l6_to_l3.yaml 2>&1 | tee runs/sst2_full.log
+
+# Every local GLUE task's recipe in turn (recipes/glue/; QNLI needs the Hub for its train split).
+# Finished stages are reused, so an interrupted `make glue` continues where it stopped.
+GLUE_TASKS ?= wnli rte mrpc stsb cola sst2
+glue: install
+	for task in $(GLUE_TASKS); do DISTILL_DATA_DIR=$(DATA_DIR) $(BIN)/distill run recipes/glue/$$task.yaml || exit 1; done
 
 clean:
 	rm -rf .venv .venv-legacy runs .pytest_cache

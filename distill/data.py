@@ -24,7 +24,7 @@ from distill.textfiles import json_array, json_lines, read_text
 from distill.token_data import conform_hub_tokens, load_token_file, token_features, tokenize_words
 from distill.tasks import TableColumns, TaskSpec
 
-SPLITS = ("train", "validation", "test")  # test: only where it is labelled (wnut17, custom files)
+SPLITS = ("train", "validation", "test")  # test: only where it is labelled (wnut17)
 DATA_DIR_ENV = "DISTILL_DATA_DIR"
 DATA_DIR_HINT = f"--data-dir / {DATA_DIR_ENV} must name a folder holding <task>/train.tsv and <task>/dev.tsv"
 FILE_SUFFIXES = (".csv", ".tsv", ".json", ".jsonl")
@@ -63,7 +63,6 @@ def load_task_splits(
     *,
     train_file: str | Path | None = None,
     validation_file: str | Path | None = None,
-    test_file: str | Path | None = None,
     splits: Sequence[str] = ("train", "validation"),
 ) -> datasets.DatasetDict:
     """Load the requested splits; per split an explicit file wins, then data_dir, then the Hub.
@@ -72,7 +71,7 @@ def load_task_splits(
     names), the custom task's own columns otherwise. `splits` lets evaluation-only callers skip a
     train file that does not exist locally (QNLI).
     """
-    explicit_files = {"train": train_file, "validation": validation_file, "test": test_file}
+    explicit_files = {"train": train_file, "validation": validation_file, "test": None}
     unknown = [split for split in splits if split not in explicit_files]
     if unknown:
         raise DistillError(f"unknown split {unknown[0]!r}; known: {', '.join(SPLITS)}")
@@ -89,6 +88,9 @@ def load_task_splits(
             raise DistillError(f"task {task.name} has no labelled {split} split (labelled: {', '.join(task.splits)})")
         elif data_dir is not None:
             path = Path(data_dir) / task.name / dict(task.local_files)[split]
+            if not path.is_file():  # e.g. QNLI's train split, which the offline data lacks
+                raise DistillError(f"{task.name}: the {split} split is missing: no file {path} ({DATA_DIR_HINT}, "
+                                   f"or give the split as a file; with a network and no data folder it loads from the Hub)")
             loaded[split] = load_token_file(task, path) if task.is_token_classification else _load_glue_tsv(task, path)
         else:
             hub_splits = hub_splits or _load_hub(task)
@@ -175,9 +177,6 @@ def _conform_hub_split(task: TaskSpec, hub_splits: datasets.DatasetDict, split: 
 
 
 def _load_glue_tsv(task: TaskSpec, path: Path) -> datasets.Dataset:
-    if not path.is_file():
-        raise DistillError(f"{task.name}: data file not found: {path} ({DATA_DIR_HINT}, "
-                           f"or give the split as a file)")
     columns = task.local_format
     rows = _table_rows(path, _tsv_lines(path), columns, headerless=columns.headerless_columns)
     return _rows_to_dataset(task, path, rows, columns)

@@ -39,7 +39,6 @@ class DataConfig(Strict):
     text_fields: list[str] | None = None
     label_field: str = "label"
     label_names: list[str] | None = None  # None with task custom => regression; token tasks: the tags
-    test_file: str | None = None  # a labelled test split, scored by `distill eval --split test`
     # Token classification (NER). Custom tasks: task_type token_classification, CoNLL (.conll) or JSON
     # Lines files whose records hold tokens_field (words) and tags_field (one tag per word).
     task_type: Literal["sequence_classification", "token_classification"] | None = None  # None: from the task

@@ -210,7 +210,9 @@ def train_model(
         else:  # the epoch ran out
             progress.epoch, progress.batch_in_epoch = progress.epoch + 1, 0
     bar.close()
-    model = accelerator.unwrap_model(model)
+    # keep_fp32_wrapper=False: under mixed precision Accelerate wraps forward in autocast, and a
+    # returned model that kept it would be scored (and used by later stages) in bf16, not as saved.
+    model = accelerator.unwrap_model(model, keep_fp32_wrapper=False)
     if best_state is not None:
         model.load_state_dict(best_state)
     accelerator.free_memory()

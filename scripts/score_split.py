@@ -52,11 +52,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", default="test")
     parser.add_argument("--data-dir")
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--limit", type=int, help="score a random subset of this many examples (quick checks only)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     command = " ".join(["python", "scripts/score_split.py", *(sys.argv[1:] if argv is None else argv)])
+    from distill.cli import _quiet_libraries
+
+    _quiet_libraries()  # the loaders' progress bars and notes, as under `distill`
     try:
-        from distill.data import load_task_splits, resolve_data_dir
+        from distill.data import load_task_splits, resolve_data_dir, take_subset
 
         report_path = args.run_dir / "report.json"
         if not report_path.is_file():
@@ -65,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         recipe = yaml.safe_load((args.run_dir / "recipe.yaml").read_text())
         task = get_task(report["task"])
         split = load_task_splits(task, resolve_data_dir(args.data_dir), splits=(args.split,))[args.split]
+        split = take_subset(split, args.limit, seed=0)
         max_length = recipe["data"]["max_length"]
         for stage in report["stages"]:
             folder = args.run_dir / stage["stage"]

@@ -229,3 +229,12 @@ def test_bad_tag_file_names_file_and_line(tmp_path, capsys, lines, expected):
     assert run(tmp_path, [], recipe=recipe) == 2
     assert_one_line_error(capsys, expected)
     assert not (tmp_path / "runs").exists()
+
+
+def test_task_without_its_train_split_stops_before_any_stage(tmp_path, capsys, glue_data_dir):
+    # QNLI's train split is not in the offline data: the run must not get as far as a teacher.
+    recipe = json.loads(json.dumps(BASE))
+    recipe["task"] = "qnli"
+    assert run(tmp_path, ["--data-dir", str(glue_data_dir)], recipe=recipe) == 2
+    assert_one_line_error(capsys, "qnli: the train split is missing: no file")
+    assert not (tmp_path / "runs").exists()

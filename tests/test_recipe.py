@@ -19,9 +19,18 @@ def write(tmp_path, recipe) -> Path:
     return path
 
 
-@pytest.mark.parametrize("path", sorted((REPO / "recipes").glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted((REPO / "recipes").rglob("*.yaml")), ids=lambda p: str(p.relative_to(REPO / "recipes")))
 def test_shipped_recipes_validate(path):
     assert load_recipe(path).name
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "recipes" / "glue").glob("*.yaml")), ids=lambda p: p.name)
+def test_each_glue_recipe_runs_the_tables_rows(path):
+    recipe = load_recipe(path)
+    assert recipe.task == path.stem and recipe.data.holdout_size > 0  # checkpoints never picked on dev
+    assert [s.name for s in recipe.stages] == ["teacher", "student", "baseline", "baseline_teacher_init", "student_int8",
+                                               "pruned", "trimmed", "compressed_int8"]
+    assert all(len(s.seeds) == 3 for s in recipe.stages if s.kind in ("distill", "baseline"))
 
 
 def test_defaults_follow_distilbert():

@@ -107,3 +107,16 @@ def test_resumed_log_has_each_step_once(accelerator, collator, tmp_path):
     steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()
              if "eval" not in json.loads(line)]
     assert steps == list(range(1, 16))
+
+
+def test_a_model_trained_in_bf16_is_returned_running_in_its_own_fp32(collator, tmp_path):
+    # Accelerate wraps forward in autocast for mixed precision; the returned model must not keep it,
+    # or stages would score a bf16 forward of weights that run in fp32 once saved.
+    model, _ = train(Accelerator(cpu=True, mixed_precision="bf16"), collator, tmp_path)
+    reloaded = fresh_model().eval()
+    reloaded.load_state_dict(model.state_dict())
+    batch = collator([dataset()[i] for i in range(8)])
+    batch.pop("labels")
+    with torch.no_grad():
+        assert model.eval()(**batch).logits.dtype == torch.float32
+        assert torch.equal(model(**batch).logits, reloaded(**batch).logits)

@@ -109,6 +109,7 @@ def test_qnli_missing_train_file_error_names_path_and_hint(glue_data_dir):
     with pytest.raises(DistillError) as error:
         load_task_splits(get_task("qnli"), glue_data_dir)
     message = str(error.value)
+    assert message.startswith("qnli: the train split is missing")
     assert str(glue_data_dir / "qnli" / "train.tsv") in message
     assert "--data-dir" in message and "DISTILL_DATA_DIR" in message
 
