@@ -226,22 +226,30 @@ def _artifact_record(name: str, folder: Path, task, data_dir, batch_size: int, m
 
 
 def _evaluate_folder(folder: Path, task, data_dir, batch_size: int, max_length: int) -> tuple[dict, int]:
+    from distill.data import load_task_splits, resolve_data_dir
+
+    split = load_task_splits(task, resolve_data_dir(data_dir), splits=("validation",))["validation"]
+    metrics, model, kind = evaluate_folder(folder, task, split, batch_size, max_length)
+    return metrics, _parameter_count(model, kind, folder)
+
+
+def evaluate_folder(folder: Path, task, split, batch_size: int, max_length: int):
+    """The task's metrics of any saved artifact (torch, ONNX Runtime, bitsandbytes) on `split` (raw
+    rows), tokenized by the artifact's own tokenizer; also the loaded model and its kind."""
     import datasets
     import torch
     from accelerate import Accelerator
     from transformers import AutoTokenizer
 
-    from distill.data import load_task_splits, make_collator, resolve_data_dir, tokenize_splits
+    from distill.data import make_collator, tokenize_splits
     from distill.evaluation import evaluate_model
     from distill.quantize.artifacts import load_artifact
 
     model, kind = load_artifact(folder)
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    splits = load_task_splits(task, resolve_data_dir(data_dir), splits=("validation",))
-    tokenized = tokenize_splits(datasets.DatasetDict(validation=splits["validation"]), tokenizer, task, max_length)
+    tokenized = tokenize_splits(datasets.DatasetDict(scored=split), tokenizer, task, max_length)["scored"]
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
-    metrics = evaluate_model(model, tokenized["validation"], task, make_collator(task, tokenizer), batch_size, accelerator)
-    return metrics, _parameter_count(model, kind, folder)
+    return evaluate_model(model, tokenized, task, make_collator(task, tokenizer), batch_size, accelerator), model, kind
 
 
 def _parameter_count(model, kind, folder: Path) -> int:

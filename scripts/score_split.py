@@ -30,20 +30,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def score_folder(folder: Path, task, split, max_length: int, batch_size: int) -> dict[str, float]:
-    import datasets
-    from accelerate import Accelerator
-    from transformers import AutoTokenizer
+    from distill.bench import evaluate_folder
 
-    from distill.data import make_collator, tokenize_splits
-    from distill.evaluation import evaluate_model
-    from distill.models import load_classifier
-    from distill.quantize.artifacts import describe_artifact, load_artifact
-
-    backend = describe_artifact(folder).backend
-    model = load_classifier(str(folder), task) if backend == "torch" else load_artifact(folder)[0]
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    tokenized = tokenize_splits(datasets.DatasetDict(scored=split), tokenizer, task, max_length)["scored"]
-    return evaluate_model(model, tokenized, task, make_collator(task, tokenizer), batch_size, Accelerator(cpu=True))
+    return evaluate_folder(folder, task, split, batch_size, max_length)[0]
 
 
 def main(argv: list[str] | None = None) -> int:
