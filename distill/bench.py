@@ -161,6 +161,9 @@ def peak_rss_bytes() -> int:
 # ---------------------------------------------------------------- run and command-line entry points
 
 
+MASKED_LM_KINDS = ("mlm_head", "general_distill")
+
+
 def model_folders(folders: dict[str, Path]) -> dict[str, Path]:
     """The stage folders that hold a model (a publish stage's does not)."""
     return {name: Path(f) for name, f in folders.items() if f is not None and (Path(f) / "config.json").is_file()}
@@ -169,7 +172,8 @@ def model_folders(folders: dict[str, Path]) -> dict[str, Path]:
 def benchmark_run(ctx, records: list[dict], data_dir: str | None = None) -> tuple[list[dict], dict]:
     """At the end of `distill run`: measure every stage artifact and merge the numbers into the records."""
     cfg = ctx.recipe.benchmark
-    folders = model_folders({r["stage"]: ctx.outputs.get(r["stage"]) for r in records})
+    # Masked LMs (mlm_head, general_distill) are not task models: there is nothing to score or time.
+    folders = model_folders({r["stage"]: ctx.outputs.get(r["stage"]) for r in records if r["kind"] not in MASKED_LM_KINDS})
     if not folders:
         return records, {}
     ctx.accelerator.print(f"[benchmark] {len(folders)} artifacts: batch sizes {cfg.batch_sizes}, seq length {cfg.seq_length}")

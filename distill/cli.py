@@ -1,4 +1,4 @@
-"""`distill run | validate | eval`: the command line. User errors print one line and exit 2."""
+"""`distill run | validate | eval | push | bench | report`: the command line. User errors print one line and exit 2."""
 
 from __future__ import annotations
 
@@ -77,17 +77,35 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeats", type=int, default=20, help="timed calls per model and batch size; the median is kept")
     bench.add_argument("--threads", type=int, help="torch and ONNX Runtime threads (default: torch's, all cores)")
     bench.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
+
+    report = commands.add_parser("report", help="tables across runs: the GLUE table", description="Render the GLUE "
+                                 "table (DistilBERT README style) from the runs of recipes/glue/*.yaml: per-task dev "
+                                 "scores ×100, macro score, % of teacher, then size and batch-1 speed.")
+    report.add_argument("--glue", required=True, nargs="+", metavar="RUN_DIR",
+                        help="run folders (runs/glue_rte) or their report.json files, one per GLUE task")
+    report.add_argument("--json", metavar="FILE", help="also write the summary (tables' cells and the reports) as JSON, "
+                        "e.g. benchmarks/glue.json")
+    report.add_argument("--markdown", metavar="FILE", help="also write the two tables to this markdown file")
     return parser
+
+
+def _run_overrides(args) -> list[str]:
+    return [*args.overrides, *([f"output_dir={args.output_dir}"] if getattr(args, "output_dir", None) else [])]
+
+
+def check_recipe_data(args) -> None:
+    """The recipe's task data files, checked before the heavy imports (see check_task_files)."""
+    from distill.data_files import check_task_files
+    from distill.recipe import load_recipe
+
+    check_task_files(load_recipe(args.recipe, _run_overrides(args)), getattr(args, "data_dir", None))
 
 
 def cmd_run(args) -> int:
     from distill.pipeline import Pipeline
     from distill.recipe import load_recipe
 
-    overrides = list(args.overrides)
-    if args.output_dir:
-        overrides.append(f"output_dir={args.output_dir}")
-    recipe = load_recipe(args.recipe, overrides)
+    recipe = load_recipe(args.recipe, _run_overrides(args))
     command = " ".join(["distill", "run", args.recipe, *args.overrides] + (["--data-dir", args.data_dir] if args.data_dir else [])
                        + (["--stages", args.stages] if args.stages is not None else []))
     only_stages = [name.strip() for name in args.stages.split(",") if name.strip()] if args.stages is not None else None
@@ -101,9 +119,12 @@ def cmd_validate(args) -> int:
     from distill.pipeline import check_stages_for_task, task_of
     from distill.preflight import check_recipe_against_models
     from distill.recipe import load_recipe
+    from distill.transfer import check_transfer
 
     recipe = load_recipe(args.recipe, args.overrides)
-    check_stages_for_task(recipe, task_of(recipe))
+    task = task_of(recipe)
+    check_stages_for_task(recipe, task)
+    check_transfer(recipe, task, None)
     check_recipe_against_models(recipe)
     print(yaml.safe_dump(recipe.to_dict(), sort_keys=False), end="")
     print(f"# ok: {args.recipe} (hash {recipe.hash()})", file=sys.stderr)
@@ -182,7 +203,27 @@ def cmd_bench(args) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "validate": cmd_validate, "eval": cmd_eval, "push": cmd_push, "bench": cmd_bench}
+def cmd_report(args) -> int:
+    from distill.glue_table import glue_markdown, glue_summary
+
+    command = " ".join(["distill", "report", "--glue", *args.glue] + (["--json", args.json] if args.json else [])
+                       + (["--markdown", args.markdown] if args.markdown else []))
+    summary = glue_summary(args.glue, command=command)
+    markdown = glue_markdown(summary)
+    print(markdown)
+    # The notes go to stderr: stdout stays the markdown alone, for pipes.
+    for path, text in ((args.json, json.dumps(summary, indent=2) + "\n"), (args.markdown, markdown + "\n")):
+        if path:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).write_text(text)
+            print(f"report: wrote {path}", file=sys.stderr)
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "validate": cmd_validate, "eval": cmd_eval, "push": cmd_push, "bench": cmd_bench,
+            "report": cmd_report}
+# Checks that need no heavy library, run before transformers/datasets load: a bad data file fails in a second, not ten.
+EARLY_CHECKS = {"run": check_recipe_data, "validate": check_recipe_data}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -195,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides = [*args.overrides, *extra]
     try:
         check_versions()  # before the libraries are imported: an old one may fail with a traceback
+        if args.command in EARLY_CHECKS:
+            EARLY_CHECKS[args.command](args)
         _quiet_libraries()
         return COMMANDS[args.command](args)
     except DistillError as err:

@@ -98,12 +98,17 @@ def soft_target_mse(student_logits: Tensor, teacher_logits: Tensor) -> Tensor:
 def hard_label_loss(student_logits: Tensor, labels: Tensor, is_regression: bool) -> Tensor:
     """Cross-entropy against gold labels, or MSE on ``logits.squeeze(-1)`` for regression.
     Token classification ([B, L, C] logits, [B, L] labels): the mean over labelled tokens; -100
-    marks the positions without a label (later sub-tokens, special tokens, padding)."""
+    marks the positions without a label (later sub-tokens, special tokens, padding). Inputs
+    without a label (a transfer set's: -100, or NaN for regression) are left out of the mean."""
     if is_regression:
-        return F.mse_loss(student_logits.float().squeeze(-1), labels.float().reshape(-1))
+        predictions, targets = student_logits.float().squeeze(-1), labels.float().reshape(-1)
+        known = ~targets.isnan()  # NaN: an input without a label (a transfer-set row)
+        return F.mse_loss(predictions[known], targets[known]) if known.any() else predictions.sum() * 0.0
     if student_logits.dim() == 3:
-        return F.cross_entropy(student_logits.float().flatten(0, 1), labels.long().reshape(-1), ignore_index=IGNORE_INDEX)
-    return F.cross_entropy(student_logits.float(), labels.long())
+        student_logits, labels = student_logits.flatten(0, 1), labels.reshape(-1)
+    if not (labels != IGNORE_INDEX).any():  # no labelled input or token in the batch
+        return student_logits.float().sum() * 0.0
+    return F.cross_entropy(student_logits.float(), labels.long(), ignore_index=IGNORE_INDEX)
 
 
 def labelled_positions(logits: Tensor, labels: Tensor | None, attention_mask: Tensor | None) -> Tensor:

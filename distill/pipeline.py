@@ -21,7 +21,8 @@ from distill.preflight import check_output_dir, check_recipe_against_models
 from distill.recipe import Recipe, dump_recipe, fingerprint
 from distill.report import write_report
 from distill.train import resolve_mixed_precision
-from distill.tasks import TASKS, TaskSpec, custom_task, custom_token_task, get_task
+from distill.transfer import check_transfer
+from distill.tasks import TaskSpec, task_of
 
 
 @dataclass
@@ -78,36 +79,6 @@ class RunContext:
             collator = make_collator(self.task, tokenizer)
         dataset = self.data.validation if dataset is None else dataset
         return evaluate_model(model, dataset, self.task, collator, batch, self.accelerator)
-
-
-_TOKEN_FIELDS = ("tokens_field", "tags_field", "tag_scheme", "label_all_subtokens")
-
-
-def task_of(recipe: Recipe) -> TaskSpec:
-    data = recipe.data
-    if recipe.task in TASKS:
-        task = get_task(recipe.task)
-    elif data.task_type == "token_classification":
-        if not (data.train_file and data.validation_file and data.label_names):
-            raise DistillError(f"task: '{recipe.task}' is a custom token-classification task: it needs data.train_file, "
-                               "data.validation_file (.conll or .jsonl) and data.label_names (its tags)")
-        task = custom_token_task(recipe.task, data.label_names, tokens_field=data.tokens_field or "tokens",
-                                 tags_field=data.tags_field or "tags", scheme=data.tag_scheme or "BIO")
-    elif not (data.train_file and data.validation_file and data.text_fields):
-        raise DistillError(
-            f"task: '{recipe.task}' is not a built-in task ({', '.join(sorted(TASKS))}); a custom task needs "
-            "data.train_file, data.validation_file and data.text_fields (or data.task_type: token_classification)"
-        )
-    else:
-        task = custom_task(recipe.task, data.text_fields, data.label_names, label_column=data.label_field)
-    kind = "token_classification" if task.is_token_classification else "sequence_classification"
-    if data.task_type is not None and data.task_type != kind:
-        raise DistillError(f"data.task_type: {data.task_type}, but task {task.name} is {kind.replace('_', ' ')}")
-    if not task.is_token_classification and (stray := [f for f in _TOKEN_FIELDS if getattr(data, f) is not None]):
-        raise DistillError(f"data.{stray[0]}: applies to token classification only; task {task.name} is not one")
-    if recipe.task in TASKS and task.is_token_classification and (data.tokens_field or data.tags_field or data.tag_scheme):
-        raise DistillError(f"data.tokens_field/tags_field/tag_scheme: task {task.name} is built in and has its own")
-    return task
 
 
 def check_stages_for_task(recipe: Recipe, task: TaskSpec) -> None:
@@ -183,6 +154,7 @@ class Pipeline:
         check_recipe_against_models(recipe)
         task = task_of(recipe)
         check_stages_for_task(recipe, task)
+        check_transfer(recipe, task, self.data_dir)
         accelerator = Accelerator(
             mixed_precision=resolve_mixed_precision(recipe.mixed_precision),
             cpu=_no_gpu(),
@@ -223,7 +195,7 @@ class Pipeline:
 
 
 # Optional packages a stage needs, and the extra that installs them.
-STAGE_PACKAGES = {"onnx": (("onnx", "onnxruntime"), "onnx"), "bnb": (("bitsandbytes",), "bnb")}
+STAGE_PACKAGES = {"onnx": (("onnx", "onnxruntime"), "onnx"), "qat": (("onnx", "onnxruntime"), "onnx"), "bnb": (("bitsandbytes",), "bnb")}
 LORA_PACKAGES = (("peft",), "lowrank")
 
 

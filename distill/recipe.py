@@ -13,14 +13,12 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from distill.errors import DistillError
+from distill.schema_base import Strict
+from distill.schema_transfer import TransferConfig
 from distill.textfiles import read_text
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 class DataConfig(Strict):
@@ -167,6 +165,8 @@ class DistillStage(Strict):
     lora: LoraSettings | None = None  # train LoRA adapters on the student (merged at the end)
     # Run the teacher once over the training set and reuse its logits (logits-only losses).
     cache_teacher_logits: bool = False
+    # Extra teacher-labelled inputs (augmented copies, unlabelled text): distill/transfer.py.
+    transfer: TransferConfig | None = None
 
     @model_validator(mode="after")
     def _cache_needs_logits_only(self) -> "DistillStage":
@@ -215,14 +215,15 @@ from distill.schema_export import HUB_REPO_ID, BnbStage, CastStage, OnnxStage, P
 from distill.schema_lowrank import FactorizeStage, LoraSettings, TrimVocabStage  # noqa: E402
 # General (raw-text) distillation stages, likewise: distill/schema_general.py.
 from distill.schema_general import GeneralDistillStage, MlmHeadStage  # noqa: E402
+from distill.schema_qat import QatStage  # noqa: E402
 
 DEFAULT_STAGE_NAMES = {"teacher": "teacher", "distill": "student", "baseline": "baseline", "publish": "publish", "prune": "pruned",
                        "onnx": "onnx", "bnb": "bnb", "cast": "cast", "factorize": "factorized", "trim_vocab": "trimmed",
-                       "mlm_head": "mlm_teacher", "general_distill": "general_student"}
+                       "mlm_head": "mlm_teacher", "general_distill": "general_student", "qat": "qat"}
 
 Stage = Annotated[Union[TeacherStage, DistillStage, BaselineStage, PruneStage, PublishStage,
                         OnnxStage, BnbStage, CastStage, FactorizeStage, TrimVocabStage, MlmHeadStage,
-                        GeneralDistillStage], Field(discriminator="kind")]
+                        GeneralDistillStage, QatStage], Field(discriminator="kind")]
 
 
 class Recipe(Strict):
@@ -244,8 +245,11 @@ class Recipe(Strict):
         for i, stage in enumerate(self.stages):
             if stage.name in seen:
                 raise ValueError(f"stages[{i}].name: duplicate stage name '{stage.name}'")
-            for field_name in ("teacher", "input", "stage"):
-                ref = getattr(stage, field_name, None)
+            transfer = getattr(stage, "transfer", None)
+            augment = transfer.augment if transfer is not None else None
+            refs = {"teacher": getattr(stage, "teacher", None), "input": getattr(stage, "input", None),
+                    "stage": getattr(stage, "stage", None), "transfer.augment.mlm_stage": augment and augment.mlm_stage}
+            for field_name, ref in refs.items():
                 if ref is not None and ref not in seen:
                     raise ValueError(f"stages[{i}].{field_name}: no earlier stage named '{ref}'")
             seen.add(stage.name)

@@ -55,6 +55,12 @@ class OnnxStage(Strict):
     isa: Literal["auto", "avx2", "avx512", "avx512_vnni", "arm64"] = "auto"  # auto: from this CPU's flags
     calibration_examples: int = Field(128, gt=0)  # static only: training examples used to calibrate
     calibration_method: Literal["minmax", "entropy", "percentile"] = "minmax"
+    # Operator types quantized (ONNX names, e.g. MatMul, Gemm, Gather, Attention); None: every one
+    # the quantizer knows (dynamic), MatMul / Gemm / Gather (static).
+    op_types: list[str] | None = Field(None, min_length=1)
+    # torch modules left fp32 (dotted names: "classifier", "bert.encoder.layer.2.output.dense"),
+    # every Linear at or under them; none by default.
+    keep_fp32: list[str] | None = Field(None, min_length=1)
     max_metric_drop: float | None = Field(None, ge=0)  # fail when the metric falls more than this below the input's
 
     @field_validator("optimization_level")

@@ -220,3 +220,35 @@ def custom_token_task(
         raise DistillError(f"task {name!r}: data.tokens_field and data.label_field must differ")
     return TaskSpec(name, (tokens_field,), label_names, TOKEN_METRICS, "f1", None, None,
                     token_format=TokenColumns(tokens_field, tags_field, scheme))
+
+
+_TOKEN_FIELDS = ("tokens_field", "tags_field", "tag_scheme", "label_all_subtokens")
+
+
+def task_of(recipe) -> TaskSpec:
+    """The task a recipe (distill.recipe.Recipe) names: built in, or custom from its data section.
+    Here rather than in distill/pipeline.py so that early checks can resolve it without heavy imports."""
+    data = recipe.data
+    if recipe.task in TASKS:
+        task = get_task(recipe.task)
+    elif data.task_type == "token_classification":
+        if not (data.train_file and data.validation_file and data.label_names):
+            raise DistillError(f"task: '{recipe.task}' is a custom token-classification task: it needs data.train_file, "
+                               "data.validation_file (.conll or .jsonl) and data.label_names (its tags)")
+        task = custom_token_task(recipe.task, data.label_names, tokens_field=data.tokens_field or "tokens",
+                                 tags_field=data.tags_field or "tags", scheme=data.tag_scheme or "BIO")
+    elif not (data.train_file and data.validation_file and data.text_fields):
+        raise DistillError(
+            f"task: '{recipe.task}' is not a built-in task ({', '.join(sorted(TASKS))}); a custom task needs "
+            "data.train_file, data.validation_file and data.text_fields (or data.task_type: token_classification)"
+        )
+    else:
+        task = custom_task(recipe.task, data.text_fields, data.label_names, label_column=data.label_field)
+    kind = "token_classification" if task.is_token_classification else "sequence_classification"
+    if data.task_type is not None and data.task_type != kind:
+        raise DistillError(f"data.task_type: {data.task_type}, but task {task.name} is {kind.replace('_', ' ')}")
+    if not task.is_token_classification and (stray := [f for f in _TOKEN_FIELDS if getattr(data, f) is not None]):
+        raise DistillError(f"data.{stray[0]}: applies to token classification only; task {task.name} is not one")
+    if recipe.task in TASKS and task.is_token_classification and (data.tokens_field or data.tags_field or data.tag_scheme):
+        raise DistillError(f"data.tokens_field/tags_field/tag_scheme: task {task.name} is built in and has its own")
+    return task

@@ -23,7 +23,7 @@ from distill.evaluation import predict_logits
 INDEX_COLUMN = "example_index"
 
 
-def _weights_digest(model_dir: Path) -> str:
+def weights_digest(model_dir: Path) -> str:
     digest = hashlib.sha256()
     for path in sorted(Path(model_dir).glob("*.safetensors")):
         with path.open("rb") as f:
@@ -32,7 +32,7 @@ def _weights_digest(model_dir: Path) -> str:
     return digest.hexdigest()
 
 
-def _inputs_digest(dataset) -> str:
+def inputs_digest(dataset) -> str:
     digest = hashlib.sha256()
     for column in ("input_ids", "token_type_ids", "attention_mask"):
         if column in dataset.column_names:
@@ -43,7 +43,7 @@ def _inputs_digest(dataset) -> str:
 
 
 def cache_key(teacher_dir: Path, dataset) -> str:
-    return hashlib.sha256((_weights_digest(teacher_dir) + _inputs_digest(dataset)).encode()).hexdigest()[:24]
+    return hashlib.sha256((weights_digest(teacher_dir) + inputs_digest(dataset)).encode()).hexdigest()[:24]
 
 
 def teacher_logits(teacher, teacher_dir: Path, dataset, collator, batch_size: int, accelerator, cache_dir: Path) -> tuple[torch.Tensor, dict]:

@@ -149,6 +149,32 @@ def test_onnx_static_int8_is_a_qdq_graph_calibrated_on_the_examples_it_is_given(
     assert logits_of(load_onnx_classifier(tmp_path / "static"), encode(tokenizer)).shape == (4, 2)
 
 
+def test_int8_artifacts_record_that_their_matmuls_run_in_int8_kernels(tokenizer, tmp_path):
+    import datasets
+
+    calibration = datasets.Dataset.from_dict(dict(tokenizer(SENTENCES * 2, truncation=True)))
+    dynamic = build_onnx_classifier(tiny_bert(tokenizer), tokenizer, tmp_path / "dynamic")
+    static = build_onnx_classifier(tiny_bert(tokenizer), tokenizer, tmp_path / "static", quantization="static",
+                                   calibration_dataset=calibration)
+    layers = tiny_bert(tokenizer).config.num_hidden_layers
+    assert dynamic["kernels"]["int8_matmuls"] >= 6 * layers  # q, k, v, attention output, FFN in / out
+    assert static["kernels"]["int8_matmuls"] >= 6 * layers
+
+
+def test_layers_kept_fp32_and_the_op_types_quantized_are_the_recipes(tokenizer, tmp_path):
+    from distill.quantize.ort import onnx_nodes_of_modules
+
+    model = tiny_bert(tokenizer)
+    last = f"bert.encoder.layer.{model.config.num_hidden_layers - 1}.output.dense"
+    everything = build_onnx_classifier(model, tokenizer, tmp_path / "all")
+    kept = build_onnx_classifier(model, tokenizer, tmp_path / "kept", keep_fp32=[last, "classifier"], op_types=["MatMul"])
+    assert kept["kept_fp32"] == [last, "classifier"] and kept["op_types"] == ["MatMul"]
+    assert kept["kernels"]["int8_matmuls"] == everything["kernels"]["int8_matmuls"] - 1  # the last FFN out matmul
+    assert kept["kernels"]["float_matmuls"] > everything["kernels"]["float_matmuls"]
+    with pytest.raises(DistillError, match="keep_fp32: module 'bert.nothing' has no node in the exported graph"):
+        onnx_nodes_of_modules(tmp_path / "all" / "model.onnx", ["bert.nothing"])
+
+
 def test_onnx_level_2_fuses_attention_and_matches_torch(tokenizer, tmp_path):
     model = tiny_bert(tokenizer)
     details = build_onnx_classifier(model, tokenizer, tmp_path / "o2", quantization="none", optimization_level=2)

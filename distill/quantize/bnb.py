@@ -27,12 +27,10 @@ from transformers import AutoConfig, BitsAndBytesConfig
 
 from distill.architectures import saved_model_class
 from distill.errors import DistillError
+from distill.quantize.artifacts import DEFAULT_SKIP_MODULES, skipped_linear_paths  # noqa: F401 (DEFAULT_SKIP_MODULES: docs)
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 QUANT_TYPES = ("nf4", "fp4")
-# Module names: every Linear at or under a module of that name (a whole run of path components:
-# "pooler" and "bert.pooler" both cover bert.pooler.dense) stays unquantized.
-DEFAULT_SKIP_MODULES = ("classifier", "pooler")
 
 
 def quiet_bitsandbytes() -> None:
@@ -68,18 +66,6 @@ def bnb_config(
 
 def _names(skip_modules) -> list[str] | None:
     return None if skip_modules is None else list(skip_modules)
-
-
-def skipped_linear_paths(model: nn.Module, names: Sequence[str] | None, field: str = "skip_modules") -> list[str]:
-    """The full dotted paths of the model's Linear layers that `names` cover; None: those of
-    DEFAULT_SKIP_MODULES the model has. A name given that covers no layer is an error."""
-    linears = [path for path, module in model.named_modules() if isinstance(module, nn.Linear)]
-    if names is None:
-        names = [name for name in DEFAULT_SKIP_MODULES if any(f".{name}." in f".{path}." for path in linears)]
-    for name in names:
-        if not any(f".{name}." in f".{path}." for path in linears):
-            raise DistillError(f"{field}: '{name}' names no Linear layer of {type(model).__name__}")
-    return [path for path in linears if any(f".{name}." in f".{path}." for name in names)]
 
 
 def _with_full_skip_paths(src_dir: str | Path, config: BitsAndBytesConfig, field: str) -> BitsAndBytesConfig:

@@ -147,22 +147,49 @@ def optimize_onnx(src: Path, dst: Path, level: int, model, fuse_attention: bool)
     return {"level": level, "fused_operators": fused}
 
 
+def onnx_nodes_of_modules(path: Path, module_paths: list[str]) -> list[str]:
+    """The nodes the exporter made for these torch modules (full dotted paths): the legacy
+    exporter names a node by its module scope, "/bert/encoder/layer.2/output/dense/MatMul"."""
+    import onnx
+
+    names = [node.name for node in onnx.load(str(path), load_external_data=False).graph.node]
+    nodes = []
+    for module in module_paths:
+        parts: list[str] = []
+        for part in module.split("."):
+            if part.isdigit() and parts:  # a ModuleList child keeps its index: "layer.2"
+                parts[-1] += f".{part}"
+            else:
+                parts.append(part)
+        scope = "/" + "/".join(parts) + "/"
+        found = [name for name in names if name.startswith(scope)]
+        if not found:
+            raise DistillError(f"keep_fp32: module '{module}' has no node in the exported graph")
+        nodes += found
+    return nodes
+
+
 def quantize_onnx(src: Path, dst: Path, *, mode: Literal["dynamic", "static"], isa: str, per_channel: bool,
-                  calibration=None, calibration_method: str = "minmax") -> dict:
+                  calibration=None, calibration_method: str = "minmax", op_types: list[str] | None = None,
+                  keep_fp32: list[str] = ()) -> dict:
     """int8 weights; activations quantized per batch at run time (dynamic) or with ranges
-    calibrated once on `calibration` (static, QDQ: rows of input_ids/attention_mask/...)."""
+    calibrated once on `calibration` (static, QDQ: rows of input_ids/attention_mask/...).
+    `op_types`: the operator types quantized (default: all for dynamic, STATIC_OP_TYPES for
+    static); `keep_fp32`: torch module paths whose nodes stay fp32."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
 
     weight_type = getattr(QuantType, weight_type_name(isa))
     # Fused com.microsoft ops have no ONNX shape inference: tell the quantizer their outputs are float.
     extra = {"DefaultTensorType": onnx.TensorProto.FLOAT, "WeightSymmetric": True, "ActivationSymmetric": False}
+    excluded = onnx_nodes_of_modules(src, list(keep_fp32)) if keep_fp32 else []
+    chosen = {"op_types_to_quantize": list(op_types)} if op_types else {}
     with quiet_onnx_tools():
         if mode == "dynamic":
             # Also the activation x activation matmuls (attention scores, scores x values), as
             # Optimum's quantizer does: quantize_dynamic alone keeps them fp32 (MatMulConstBOnly).
-            quantize_dynamic(str(src), str(dst), per_channel=per_channel, weight_type=weight_type,
-                             extra_options=extra | {"MatMulConstBOnly": False})
+            quantize_dynamic(str(src), str(dst), per_channel=per_channel, weight_type=weight_type, nodes_to_exclude=excluded,
+                             extra_options=extra | {"MatMulConstBOnly": False}, **chosen)
         else:
             if calibration is None or len(calibration) == 0:
                 raise DistillError("static quantization needs calibration examples")
@@ -174,7 +201,7 @@ def quantize_onnx(src: Path, dst: Path, *, mode: Literal["dynamic", "static"], i
                 quantize_static(str(src), str(dst), _CalibrationReader(src, calibration), quant_format=QuantFormat.QDQ,
                                 per_channel=per_channel, activation_type=QuantType.QUInt8, weight_type=weight_type,
                                 calibrate_method=method, extra_options=extra | {"CalibTensorRangeSymmetric": False},
-                                op_types_to_quantize=list(STATIC_OP_TYPES),
+                                op_types_to_quantize=list(op_types or STATIC_OP_TYPES), nodes_to_exclude=excluded,
                                 calibration_providers=["CPUExecutionProvider"], **_scratch_kwarg(scratch))
     return {
         "mode": mode,
@@ -186,6 +213,9 @@ def quantize_onnx(src: Path, dst: Path, *, mode: Literal["dynamic", "static"], i
         "weights_symmetric": True,
         "calibration_method": calibration_method if mode == "static" else None,
         "calibration_examples": len(calibration) if mode == "static" else None,
+        "op_types": list(op_types) if op_types else ("all" if mode == "dynamic" else list(STATIC_OP_TYPES)),
+        "kept_fp32": list(keep_fp32),
+        "nodes_kept_fp32": len(excluded),
     }
 
 
@@ -229,6 +259,8 @@ def build_onnx_classifier(
     isa: str = "auto",
     calibration_dataset=None,
     calibration_method: str = "minmax",
+    op_types: list[str] | None = None,
+    keep_fp32: list[str] = (),
 ) -> dict:
     """torch classifier -> ONNX Runtime folder in `out_dir`; returns what was done."""
     if optimization_level not in OPTIMIZATION_LEVELS:
@@ -252,9 +284,12 @@ def build_onnx_classifier(
         if quantization != "none":
             quantized = Path(tmp) / "quantized.onnx"
             quantization_details = quantize_onnx(current, quantized, mode=quantization, isa=isa, per_channel=per_channel,
-                                                 calibration=calibration_dataset, calibration_method=calibration_method)
+                                                 calibration=calibration_dataset, calibration_method=calibration_method,
+                                                 op_types=op_types, keep_fp32=keep_fp32)
             current = quantized
         shutil.copyfile(current, out_dir / ONNX_FILE)
+    if quantization_details is not None:
+        quantization_details["kernels"] = int8_kernel_report(out_dir / ONNX_FILE)
     model.config.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     record = {"exporter": EXPORTER, "opset": OPSET, "optimization": optimization, "quantization": quantization_details}
@@ -263,7 +298,8 @@ def build_onnx_classifier(
         "optimization_level": optimization_level,
         "fused_operators": (optimization or {}).get("fused_operators"),
         "quantization": quantization,
-        **{k: (quantization_details or {}).get(k) for k in ("per_channel", "isa", "calibration_examples", "calibration_method")},
+        **{k: (quantization_details or {}).get(k) for k in ("per_channel", "isa", "calibration_examples", "calibration_method", "op_types",
+                                                                 "kept_fp32", "kernels")},
     }
 
 
@@ -339,6 +375,28 @@ class OnnxClassifier:
             arrays["token_type_ids"] = np.zeros_like(arrays["input_ids"])
         logits = self.session.run(["logits"], arrays)[0]
         return SequenceClassifierOutput(logits=torch.from_numpy(logits))
+
+
+# MatMul kernels in the graph ONNX Runtime actually runs (after its load-time fusions).
+INT8_MATMUL_OPS = ("MatMulIntegerToFloat", "MatMulInteger", "QLinearMatMul", "DynamicQuantizeMatMul", "QGemm", "QAttention")
+FLOAT_MATMUL_OPS = ("MatMul", "Gemm", "FusedMatMul", "Attention")
+
+
+def int8_kernel_report(path: Path) -> dict[str, int]:
+    """How many matmuls of the graph ONNX Runtime runs in int8 and how many in float: it
+    optimizes the file as it would at load and the optimized graph is counted. A QDQ graph whose
+    pairs were not fused would show float matmuls fed by DequantizeLinear."""
+    import onnx
+    import onnxruntime
+
+    with tempfile.TemporaryDirectory() as tmp:
+        options = ort_session_options(1)
+        options.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
+        with quiet_onnx_tools():
+            onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        ops = [node.op_type for node in onnx.load(options.optimized_model_filepath).graph.node]
+    return {"int8_matmuls": sum(op in INT8_MATMUL_OPS for op in ops), "float_matmuls": sum(op in FLOAT_MATMUL_OPS for op in ops),
+            "dequantize_nodes": ops.count("DequantizeLinear")}
 
 
 def load_onnx_classifier(folder: Path, threads: int | None = None) -> OnnxClassifier:

@@ -6,6 +6,7 @@ from distill.stages.general import run_general_distill_stage, run_mlm_head_stage
 from distill.stages.lowrank import run_factorize_stage, run_trim_vocab_stage
 from distill.stages.prune import run_prune_stage
 from distill.stages.publish import run_publish_stage
+from distill.stages.qat import run_qat_stage
 from distill.stages.quantize import run_bnb_stage, run_cast_stage, run_onnx_stage
 from distill.stages.teacher import run_teacher_stage
 
@@ -22,4 +23,5 @@ STAGE_RUNNERS = {
     "general_distill": run_general_distill_stage,
     "factorize": run_factorize_stage,
     "trim_vocab": run_trim_vocab_stage,
+    "qat": run_qat_stage,
 }

@@ -23,6 +23,7 @@ from distill.pipeline import RunContext, commit_stage_dir, resumable_partial_dir
 from distill.lowrank.lora import finish_lora, with_lora
 from distill.recipe import BaselineStage, DistillStage, LossConfig, TeacherStage
 from distill.teacher_cache import cached_distillation_step, teacher_logits, with_example_index
+from distill.transfer import with_transfer_set
 from distill.stages.common import hard_label_step, model_inputs, save_artifact, stage_record, write_stage_files
 from distill.train import train_model
 
@@ -92,22 +93,22 @@ def run_distill_stage(ctx: RunContext, stage: DistillStage | BaselineStage, out_
         teacher = load_teacher(ctx, stage, attn_implementation=attn).to(ctx.accelerator.device).eval()
     init_model = teacher if starts_from_teacher else load_model_source(ctx.recipe.model, ctx.task, attn_implementation=attn)
 
-    train_data, logits_table, cache_info = ctx.data.train, None, {}
-    if is_kd and stage.cache_teacher_logits:
+    train_data, logits_table, cache_info, transfer_info = ctx.data.train, None, {}, {}
+    if is_kd and stage.transfer is not None:
+        train_data, transfer_info = with_transfer_set(ctx, stage)
+    # A transfer set's logits are cached whenever the objective allows it (logits only): the
+    # teacher then runs once over the extra inputs instead of once per epoch and seed.
+    logits_only = not (stage.loss.alpha_cos or stage.loss.alpha_hidden or stage.loss.alpha_attention)
+    if is_kd and (stage.cache_teacher_logits or (stage.transfer is not None and logits_only)):
         cache_dir = Path(ctx.recipe.output_dir) / ".teacher_cache"
-        logits_table, cache_info = teacher_logits(teacher, teacher_dir(ctx, stage), ctx.data.train, ctx.data.collator,
+        logits_table, cache_info = teacher_logits(teacher, teacher_dir(ctx, stage), train_data, ctx.data.collator,
                                                   stage.train.eval_batch_size, ctx.accelerator, cache_dir)
-        train_data = with_example_index(ctx.data.train)
+        train_data = with_example_index(train_data)
 
     seeds = stage.seeds or [ctx.recipe.seed]
     partial = resumable_partial_dir(ctx, out_dir, stage_hash)
-    runs = []
-    for i, seed in enumerate(seeds):
-        folder = partial if i == 0 else partial / "seeds" / f"seed-{seed}"
-        done = folder / SEED_RECORD
-        if done.is_file():  # finished before an interruption
-            runs.append(json.loads(done.read_text()))
-            continue
+    runs: list[dict] = []
+    for seed, folder in pending_seeds(partial, seeds, runs):
         set_seed(seed)
         student = build_student(stage.student, init_model, ctx.task)
         if attn:
@@ -145,12 +146,10 @@ def run_distill_stage(ctx: RunContext, stage: DistillStage | BaselineStage, out_
         run["seed"] = seed
         if lora:
             run["lora"] = lora
-        if ctx.accelerator.is_main_process:
-            done.write_text(json.dumps(run, indent=2))
-        runs.append(run)
+        record_seed(ctx, folder, run, runs)
         ctx.accelerator.print(f"[{stage.name}] seed {seed}: {ctx.task.primary_metric} = {run['metric_value']:.4f}")
 
-    record = _aggregate(runs)
+    record = aggregate_seeds(runs)
     record.update(
         stage_hash=stage_hash,
         wall_seconds=time.perf_counter() - started,
@@ -161,12 +160,32 @@ def run_distill_stage(ctx: RunContext, stage: DistillStage | BaselineStage, out_
     if is_kd:
         record["loss"] = stage.loss.model_dump()
         record.update({f"teacher_{k}": v for k, v in cache_info.items()})
+        if transfer_info:
+            record["transfer"] = {**stage.transfer.model_dump(), **transfer_info}
     write_stage_files(ctx, partial, record)
     commit_stage_dir(ctx, partial, out_dir)
     return record
 
 
-def _aggregate(runs: list[dict]) -> dict:
+def pending_seeds(partial: Path, seeds: list[int], runs: list[dict]):
+    """(seed, folder) of every seed not finished before an interruption; finished seeds' records
+    are appended to `runs` instead. The first seed's folder is the stage's artifact."""
+    for i, seed in enumerate(seeds):
+        folder = partial if i == 0 else partial / "seeds" / f"seed-{seed}"
+        if (folder / SEED_RECORD).is_file():
+            runs.append(json.loads((folder / SEED_RECORD).read_text()))
+        else:
+            yield seed, folder
+
+
+def record_seed(ctx: RunContext, folder: Path, run: dict, runs: list[dict]) -> None:
+    """Mark one seed finished (its record in its folder) and keep its record."""
+    if ctx.accelerator.is_main_process:
+        (folder / SEED_RECORD).write_text(json.dumps(run, indent=2))
+    runs.append(run)
+
+
+def aggregate_seeds(runs: list[dict]) -> dict:
     """One record per stage: the first seed's artifact, the mean metric over seeds and its spread."""
     record = dict(runs[0])
     values = [r["metric_value"] for r in runs]

@@ -22,6 +22,7 @@ from distill.quantize.artifacts import (
     load_torch_classifier,
     loads_with_from_pretrained,
     require_torch_artifact,
+    skipped_linear_paths,
 )
 from distill.recipe import BnbStage, CastStage, OnnxStage
 from distill.stages.common import save_artifact, stage_record, write_stage_files
@@ -47,6 +48,8 @@ def run_onnx_stage(ctx: RunContext, stage: OnnxStage, out_dir: Path, stage_hash:
             isa=stage.isa,
             calibration_dataset=calibration,
             calibration_method=stage.calibration_method,
+            op_types=stage.op_types,
+            keep_fp32=skipped_linear_paths(model, stage.keep_fp32, _field(ctx, stage, "keep_fp32")) if stage.keep_fp32 else [],
         )
     ctx.accelerator.wait_for_everyone()
     ort_model = load_onnx_classifier(partial)
