@@ -483,3 +483,39 @@ def test_pruning_curve_script_writes_one_timed_record_per_point(tmp_path, glue_d
     assert [r["heads_pruned"] for r in records] == [0, 36, 0] and records[2]["ffn_pruned"] == 6 * 1536 // 2
     assert all(r["latency_ms_bs1"] > 0 and r["latency_ms_bs4"] > 0 for r in records)
     assert records[1]["params"] < records[0]["params"] and records[0]["command"].startswith("python scripts/bench_pruning.py")
+
+
+# ---------------------------------------------------------------- recovery never hurts
+
+
+def recovery_context(selection_scores: list[float]):
+    """Just what train_recovery reads: a task metric, data, an accelerator, and an evaluate that
+    returns `selection_scores` in turn (the first: the compressed weights, before recovery)."""
+    from types import SimpleNamespace
+
+    import datasets
+    from accelerate import Accelerator
+
+    scores = iter(selection_scores)
+    train = datasets.Dataset.from_dict({"input_ids": [[1, 2]] * 8, "labels": [0, 1] * 4})
+    collate = lambda rows: {"input_ids": torch.tensor([r["input_ids"] for r in rows]), "labels": torch.tensor([r["labels"] for r in rows])}
+    return SimpleNamespace(task=SimpleNamespace(primary_metric="accuracy"), recipe=SimpleNamespace(seed=0),
+                           data=SimpleNamespace(train=train, selection=train, collator=collate), accelerator=Accelerator(cpu=True),
+                           evaluate=lambda model, dataset=None: {"accuracy": next(scores)})
+
+
+@pytest.mark.parametrize("scores, kept", [([0.8, 0.7, 0.75], False), ([0.8, 0.7, 0.85], True), ([0.8, 0.8, 0.8], False)])
+def test_recovery_is_kept_only_when_it_beats_the_compressed_weights_on_held_out_examples(scores, kept, tmp_path):
+    from distill.recipe import TrainConfig
+    from distill.stages.common import train_recovery
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(2, 2)
+    compressed = {k: v.clone() for k, v in model.state_dict().items()}
+    step = lambda m, batch: (torch.nn.functional.cross_entropy(m(batch["input_ids"].float()), batch["labels"]), {})
+    cfg = TrainConfig(max_steps=2, batch_size=4, eval_every=1, learning_rate=0.5, warmup_ratio=0.0, checkpoint_every=None)
+    model, _, check = train_recovery(recovery_context(scores), model, cfg=cfg, step=step, extra=[], log_path=tmp_path / "log.jsonl",
+                                     description="recovery")
+    assert check == {"selection_before": scores[0], "selection_after": max(scores[1:]), "recovery_kept": kept}
+    unchanged = all(torch.equal(v, compressed[k]) for k, v in model.state_dict().items())
+    assert unchanged is not kept

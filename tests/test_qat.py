@@ -139,11 +139,21 @@ def test_cli_runs_qat_after_prune_trim_vocab_and_factorize(tmp_path, glue_data_d
     from distill.cli import main
     from distill.quantize.artifacts import describe_artifact, load_artifact
 
+    # A tiny BERT over characters and a few words: SST-2 text tokenizes into many pieces, and
+    # trim_vocab has something to drop (the pieces training text never uses).
+    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *letters, *[f"##{c}" for c in letters], "the", "film", "zzz", "qqq"]
+    tokenizer = wordpiece_tokenizer(vocab)
+    source = tmp_path / "tiny_bert"
+    torch.manual_seed(0)
+    BertForSequenceClassification(BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                             intermediate_size=48, max_position_embeddings=64)).save_pretrained(source)
+    tokenizer.save_pretrained(source)
     small = {"max_steps": 2, "batch_size": 8, "eval_every": 1}
     recipe = {
         "name": "tiny_qat", "task": "sst2", "seed": 0, "mixed_precision": "no",
-        "data": {"max_length": 24, "train_limit": 48, "eval_limit": 24, "holdout_size": 8},
-        "model": {"model": "minilm-l6"},
+        "data": {"max_length": 48, "train_limit": 48, "eval_limit": 24, "holdout_size": 8},
+        "model": {"model": str(source)},
         "stages": [
             {"kind": "teacher", "train": small},
             {"kind": "prune", "heads": {"share": 0.25}, "ffn": {"share": 0.5}},
@@ -158,6 +168,9 @@ def test_cli_runs_qat_after_prune_trim_vocab_and_factorize(tmp_path, glue_data_d
     assert main(["run", str(path), f"output_dir={tmp_path / 'runs'}", "--data-dir", str(glue_data_dir)]) == 0
     run = tmp_path / "runs" / "tiny_qat"
     records = {r["stage"]: r for r in json.loads((run / "report.json").read_text())["stages"]}
+    from transformers import AutoTokenizer
+
+    assert len(AutoTokenizer.from_pretrained(run / "trimmed")) < len(vocab)  # QAT trained on remapped ids
     trimmed = records["qat_trimmed"]
     assert [s["seed"] for s in trimmed["seeds"]] == [1, 2] and trimmed["backend"] == "onnxruntime"
     assert trimmed["quantization"]["kernels"]["int8_matmuls"] > 0 and trimmed["quantization"]["activation_ranges"] == "ema"

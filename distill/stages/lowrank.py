@@ -27,10 +27,9 @@ from distill.lowrank.vocab import InputIdMap, fed_ids_of, token_counts, token_id
 from distill.models import count_parameters, load_classifier
 from distill.pipeline import RunContext, fresh_partial_dir, resumable_partial_dir
 from distill.recipe import FactorizeStage, TrimVocabStage
-from distill.stages.common import finish_stage, hard_label_step, save_artifact, stage_record
+from distill.stages.common import finish_stage, hard_label_step, save_artifact, stage_record, train_recovery
 from distill.stages.distill import distillation_loss, distillation_step
 from distill.stages.prune import recovery_teacher_name
-from distill.train import train_model
 
 FLOPS_COUNTED = ("FLOPs per token of the encoder's linear layers (2 x in x out each; 2 x rank x (in + out) once "
                  "factorized), computed from their shapes, plus the factorized word embeddings' projection; "
@@ -63,23 +62,11 @@ def _recover(ctx: RunContext, stage: FactorizeStage, student, teacher, folder: P
     if teacher is not None:
         loss_fn = distillation_loss(recovery.loss, ctx.task, student, teacher)
         step, extra = distillation_step(teacher, loss_fn), [loss_fn]
-    student, outcome = train_model(
-        student,
-        ctx.data.train,
-        cfg=recovery.train,
-        accelerator=ctx.accelerator,
-        collator=ctx.data.collator,
-        step_loss=step,
-        evaluate=lambda m: ctx.evaluate(m, ctx.data.selection),
-        primary_metric=ctx.task.primary_metric,
-        seed=ctx.recipe.seed,
-        log_path=folder / "train_log.jsonl",
-        description=f"{stage.name} recovery",
-        extra_modules=extra,
-        checkpoint_dir=folder / "checkpoints",
-    )
+    student, outcome, check = train_recovery(ctx, student, cfg=recovery.train, step=step, extra=extra,
+                                             log_path=folder / "train_log.jsonl", description=f"{stage.name} recovery",
+                                             checkpoint_dir=folder / "checkpoints")
     checkpoints.remove(folder / "checkpoints", ctx.accelerator)
-    return student, outcome
+    return student, outcome, check
 
 
 def _rule(spec) -> RankRule | None:
@@ -109,7 +96,7 @@ def run_factorize_stage(ctx: RunContext, stage: FactorizeStage, out_dir: Path, s
     device = ctx.accelerator.device
     student = fed_ids_of(model.to(device), tokenizer, ctx.tokenizer)
     partial = resumable_partial_dir(ctx, out_dir, stage_hash)
-    teacher_name, outcome = None, None
+    teacher_name, outcome, recovery_check = None, None, None
     if stage.recovery is not None:
         teacher = None
         if stage.recovery.distill:
@@ -117,7 +104,7 @@ def run_factorize_stage(ctx: RunContext, stage: FactorizeStage, out_dir: Path, s
             teacher_dir = ctx.outputs[teacher_name]
             teacher = load_classifier(str(teacher_dir), ctx.task, attn_implementation=attn).to(device).eval()
             teacher = fed_ids_of(teacher, AutoTokenizer.from_pretrained(teacher_dir), ctx.tokenizer)
-        student, outcome = _recover(ctx, stage, student, teacher, partial)
+        student, outcome, recovery_check = _recover(ctx, stage, student, teacher, partial)
     model = _unwrapped(student).eval()
     metrics = ctx.evaluate(model, tokenizer=tokenizer)  # on text tokenized its own way, as users run it
     save_artifact(ctx, model, partial, tokenizer)
@@ -129,6 +116,7 @@ def run_factorize_stage(ctx: RunContext, stage: FactorizeStage, out_dir: Path, s
             train_steps=outcome.steps,
             best_step=outcome.best_step,
             checkpoint_selected_on=("train holdout" if ctx.recipe.data.holdout_size else "validation") if stage.recovery.train.keep_best else None,
+            recovery=recovery_check,
         )
     flops_after = linear_flops_per_token(model)
     record.update(

@@ -31,9 +31,10 @@ from distill.pruning import (
 )
 from distill.pruning.structure import PRUNING_KEY, sync_pruning_config, transformer_blocks
 from distill.recipe import PruneStage, TeacherStage
-from distill.stages.common import finish_stage, hard_label_step, require_run_vocabulary, save_artifact, stage_record
+from distill.stages.common import finish_stage, hard_label_step, require_run_vocabulary, save_artifact, stage_record, \
+    train_recovery
 from distill.stages.distill import distillation_loss, distillation_step
-from distill.train import TrainOutcome, train_model
+from distill.train import TrainOutcome
 
 
 def _input_name(ctx: RunContext, stage: PruneStage) -> str:
@@ -99,20 +100,7 @@ def _recover(ctx: RunContext, stage: PruneStage, field: str, model, teacher, log
             raise DistillError(f"{field}.recovery.loss.alpha_attention: pruned heads have no teacher counterpart; set it to 0")
         loss_fn = distillation_loss(recovery.loss, ctx.task, model, teacher)
         step, extra = distillation_step(teacher, loss_fn), [loss_fn]
-    return train_model(
-        model,
-        ctx.data.train,
-        cfg=recovery.train,
-        accelerator=ctx.accelerator,
-        collator=ctx.data.collator,
-        step_loss=step,
-        evaluate=lambda m: ctx.evaluate(m, ctx.data.selection),
-        primary_metric=ctx.task.primary_metric,
-        seed=ctx.recipe.seed,
-        log_path=log_path,
-        description=description,
-        extra_modules=extra,
-    )
+    return train_recovery(ctx, model, cfg=recovery.train, step=step, extra=extra, log_path=log_path, description=description)
 
 
 def _training_summary(outcomes: list[TrainOutcome]) -> dict:
@@ -149,6 +137,7 @@ def run_prune_stage(ctx: RunContext, stage: PruneStage, out_dir: Path, stage_has
     partial = fresh_partial_dir(ctx, out_dir)
 
     outcomes: list[TrainOutcome] = []
+    recovery_checks: list[dict] = []
     scoring_seconds = 0.0
     for k in range(1, stage.iterations + 1):
         scoring_started = time.perf_counter()
@@ -160,8 +149,10 @@ def run_prune_stage(ctx: RunContext, stage: PruneStage, out_dir: Path, stage_has
             f"{counts['ffn_pruned']}/{counts['ffn_total']} FFN neurons removed"
         )
         if stage.recovery is not None:
-            model, outcome = _recover(ctx, stage, field, model, teacher, partial / "train_log.jsonl", f"{stage.name} recovery {k}/{stage.iterations}")
+            model, outcome, check = _recover(ctx, stage, field, model, teacher, partial / "train_log.jsonl",
+                                             f"{stage.name} recovery {k}/{stage.iterations}")
             outcomes.append(outcome)
+            recovery_checks.append(check)
 
     model.eval()
     metrics = ctx.evaluate(model)
@@ -180,6 +171,7 @@ def run_prune_stage(ctx: RunContext, stage: PruneStage, out_dir: Path, stage_has
         teacher=teacher_name,
         iterations=stage.iterations,
         scoring_seconds=scoring_seconds,
+        recovery=recovery_checks or None,
     )
     return finish_stage(ctx, partial, out_dir, record, stage_hash=stage_hash, started=started,
                         note=f"{record['heads_pruned']}/{record['heads_total']} heads, "
