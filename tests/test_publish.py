@@ -313,7 +313,8 @@ def _add_onnx_stage(run_dir: Path, teacher_trained: bool = True) -> None:
     (int8 / "ort_config.json").write_text(json.dumps({"quantization": {"is_static": False, "format": "QOperator"}}))
     record = {**json.loads((run_dir / "student" / "metrics.json").read_text()), "stage": "int8", "kind": "onnx",
               "metric_value": 0.69, "metrics": {"accuracy": 0.69}, "train_steps": 0, "size_bytes": 11,
-              "latency_ms_bs1": 1.25, "latency_ms_bs32": 20.5, "backend": "onnxruntime", "precision": "int8"}
+              "latency_ms_bs1": 1.25, "latency_ms_bs32": 20.5, "backend": "onnxruntime", "precision": "int8",
+              "quantization": {"quantization": "dynamic", "isa": "avx512_vnni"}}
     (int8 / "metrics.json").write_text(json.dumps(record))
     report = json.loads((run_dir / "report.json").read_text())
     report["stages"].append(record)
@@ -345,6 +346,14 @@ def test_onnx_artifact_card_has_ort_usage_latency_and_hardware(run_dir, tmp_path
     report = json.loads((run_dir / "report.json").read_text())
     assert f"2 threads, measured on: {report['machine']}" in card.text and "median of 20 calls" in card.text
     assert "`teacher` (teacher) → `student` (distill) → `int8` (onnx)" in card.text
+
+
+def test_int8_card_names_the_cpu_its_scores_were_measured_on(run_dir, tmp_path):
+    _add_onnx_stage(run_dir)
+    push_run(run_dir, REPO, dry_run_dir=tmp_path / "out")
+    machine = json.loads((run_dir / "report.json").read_text())["machine"]
+    text = ModelCard.load(tmp_path / "out" / "README.md").text
+    assert f"The int8 scores were measured with ONNX Runtime on {machine}, built for avx512_vnni." in text
 
 
 def test_quantized_only_artifact_relates_to_its_base_as_quantized(run_dir, tmp_path):

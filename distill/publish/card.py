@@ -228,6 +228,11 @@ def result_notes(run: RunInfo, stage: str, chain: list[str], latencies: bool) ->
         metrics, seed = artifact_metrics(record)
         notes.append(f"This stage ran {len(record['seeds'])} seeds; the row shows mean ± std, the published model "
                      f"(seed {seed}) scores {fmt_metric(metrics.get(record['metric']))}.")
+    quantization = record.get("quantization") or {}
+    if record.get("precision") == "int8" and record.get("backend") == "onnxruntime":
+        # int8 kernels differ by CPU (VNNI or not, AVX2's saturating u8 x s8 sums): say where it was scored.
+        built = f", built for {quantization['isa']}" if quantization.get("isa") else ""
+        notes.append(f"The int8 scores were measured with ONNX Runtime on {run.report.get('machine') or 'unknown hardware'}{built}.")
     if latencies:
         hardware = sorted({
             str(r.get("hardware") or r.get("machine") or run.report.get("machine") or "unknown hardware")
