@@ -44,8 +44,19 @@ ROWS: tuple[tuple[str, str], ...] = (
     ("baseline_teacher_init", "ablation: teacher-initialised, hard labels"),
     ("student_int8", "int8 student"),
     ("compressed_int8", "compressed (prune + trim vocab + int8)"),
+    # The ablation of the KD objective (recipes/glue/rte.yaml) and the int8 paths of the pruned
+    # student (issue 14): rows of the tasks that run them.
+    ("student_hidden", "ablation: KD + hidden MSE"),
+    ("student_attention", "ablation: KD + attention KL"),
+    ("pruned", "pruned student (fp32)"),
+    ("pruned_int8_dynamic", "pruned, int8 dynamic PTQ"),
+    ("pruned_int8_static", "pruned, int8 static PTQ (min/max)"),
+    ("pruned_int8_static_percentile", "pruned, int8 static PTQ (percentile)"),
+    ("pruned_qat", "pruned, int8 QAT"),
 )
-OPTIONAL_ROWS = frozenset({"student_transfer"})  # shown only when some report has the stage
+# Shown only when some report has the stage.
+OPTIONAL_ROWS = frozenset({"student_transfer", "student_hidden", "student_attention", "pruned", "pruned_int8_dynamic",
+                           "pruned_int8_static", "pruned_int8_static_percentile", "pruned_qat"})
 
 # record key -> (column header, scale to the shown unit)
 EFFICIENCY_FIELDS: dict[str, tuple[str, float]] = {

@@ -94,11 +94,11 @@ def run_distill_stage(ctx: RunContext, stage: DistillStage | BaselineStage, out_
     init_model = teacher if starts_from_teacher else load_model_source(ctx.recipe.model, ctx.task, attn_implementation=attn)
 
     train_data, logits_table, cache_info, transfer_info = ctx.data.train, None, {}, {}
-    if is_kd and stage.transfer is not None:
+    if is_kd and stage.transfer is not None:  # a baseline stage has no transfer set (nor loss)
         train_data, transfer_info = with_transfer_set(ctx, stage)
     # A transfer set's logits are cached whenever the objective allows it (logits only): the
     # teacher then runs once over the extra inputs instead of once per epoch and seed.
-    logits_only = not (stage.loss.alpha_cos or stage.loss.alpha_hidden or stage.loss.alpha_attention)
+    logits_only = is_kd and not (stage.loss.alpha_cos or stage.loss.alpha_hidden or stage.loss.alpha_attention)
     if is_kd and (stage.cache_teacher_logits or (stage.transfer is not None and logits_only)):
         cache_dir = Path(ctx.recipe.output_dir) / ".teacher_cache"
         logits_table, cache_info = teacher_logits(teacher, teacher_dir(ctx, stage), train_data, ctx.data.collator,
