@@ -49,14 +49,15 @@ ROWS: tuple[tuple[str, str], ...] = (
     ("student_hidden", "ablation: KD + hidden MSE"),
     ("student_attention", "ablation: KD + attention KL"),
     ("pruned", "pruned student (fp32)"),
+    ("pruned_iterative", "pruned in 3 steps (fp32)"),
     ("pruned_int8_dynamic", "pruned, int8 dynamic PTQ"),
     ("pruned_int8_static", "pruned, int8 static PTQ (min/max)"),
     ("pruned_int8_static_percentile", "pruned, int8 static PTQ (percentile)"),
     ("pruned_qat", "pruned, int8 QAT"),
 )
 # Shown only when some report has the stage.
-OPTIONAL_ROWS = frozenset({"student_transfer", "student_hidden", "student_attention", "pruned", "pruned_int8_dynamic",
-                           "pruned_int8_static", "pruned_int8_static_percentile", "pruned_qat"})
+OPTIONAL_ROWS = frozenset({"student_transfer", "student_hidden", "student_attention", "pruned", "pruned_iterative",
+                           "pruned_int8_dynamic", "pruned_int8_static", "pruned_int8_static_percentile", "pruned_qat"})
 
 # record key -> (column header, scale to the shown unit)
 EFFICIENCY_FIELDS: dict[str, tuple[str, float]] = {
