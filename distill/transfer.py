@@ -49,6 +49,12 @@ def check_transfer(recipe, task: TaskSpec, data_dir: str | None) -> None:
         field = f"stages[{index}].transfer"
         if task.is_token_classification:
             raise DistillError(f"{field}: applies to sentence and pair tasks; task {task.name} is token classification")
+        augment = transfer.augment
+        if augment is not None and augment.mlm_stage is not None:
+            kind = recipe.stage(augment.mlm_stage).kind
+            if kind not in ("mlm_head", "general_distill"):
+                raise DistillError(f"{field}.augment.mlm_stage: '{augment.mlm_stage}' is a {kind} stage, not a masked LM "
+                                   "(an mlm_head or general_distill stage)")
         dirs = default_search_dirs(recipe.data.dir or data_dir)
         for i, name in enumerate(transfer.files):
             resolve_corpus_file(name, dirs, f"{field}.files[{i}]")

@@ -168,6 +168,13 @@ def test_a_missing_transfer_file_is_found_before_any_stage(tmp_path):
         check_transfer(recipe, get_task("sst2"), str(tmp_path))
 
 
+def test_an_augmenting_mlm_stage_that_is_no_masked_lm_is_refused_before_any_stage():
+    recipe = validate_recipe({"name": "r", "task": "sst2",
+                              "stages": [{"kind": "teacher"}, distill_stage(augment={"mlm_stage": "teacher"})]})
+    with pytest.raises(DistillError, match=r"stages\[1\]\.transfer\.augment\.mlm_stage: 'teacher' is a teacher stage, not a masked LM"):
+        check_transfer(recipe, get_task("sst2"), None)
+
+
 def test_taggers_refuse_a_transfer_set(tmp_path):
     (tmp_path / "extra.txt").write_text("new words here\n")
     recipe = validate_recipe({"name": "r", "task": "wnut17",

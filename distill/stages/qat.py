@@ -4,43 +4,27 @@ like every other artifact. Several seeds give a mean and a spread."""
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
-import torch
 from transformers import AutoTokenizer, set_seed
 
 from distill import checkpoints
 from distill.errors import DistillError
-from distill.lowrank.vocab import token_id_map
 from distill.models import count_parameters
 from distill.pipeline import RunContext, commit_stage_dir, resumable_partial_dir
-from distill.quantize.artifacts import load_torch_classifier, require_torch_artifact, skipped_linear_paths
+from distill.quantize.artifacts import load_torch_classifier, skipped_linear_paths
 from distill.quantize.ort import detect_isa, load_onnx_classifier
 from distill.quantize.qat import calibrate, export_qat_onnx, insert_fake_quant, set_mode
 from distill.recipe import QatStage
 from distill.stages.common import stage_record, write_stage_files
+from distill.stages.quantize import calibration_examples, in_vocabulary, input_artifact, stage_field
 from distill.stages.distill import aggregate_seeds, distillation_loss, distillation_step, pending_seeds, record_seed
 from distill.train import train_model
 
 
-def _field(ctx: RunContext, stage, name: str) -> str:
-    return f"stages[{ctx.recipe.stages.index(stage)}].{name}"
-
-
-def _in_vocabulary(ctx: RunContext, dataset, tokenizer):
-    """The run's tokenized rows in the ids of `tokenizer`'s vocabulary (a trimmed vocabulary keeps
-    every piece of the training text, so training rows map exactly)."""
-    id_map = token_id_map(ctx.tokenizer, tokenizer)
-    if torch.equal(id_map, torch.arange(len(id_map))):
-        return dataset
-    return dataset.map(lambda row: {"input_ids": id_map[row["input_ids"]].tolist()}, keep_in_memory=True)
-
-
-def _calibration_batches(ctx: RunContext, dataset, count: int, batch_size: int) -> list[dict]:
-    rows = dataset.shuffle(seed=ctx.recipe.seed, keep_in_memory=True).select(range(min(count, len(dataset))), keep_in_memory=True)
-    rows = rows.remove_columns(["labels"])
+def _calibration_batches(ctx: RunContext, count: int, tokenizer, batch_size: int) -> list[dict]:
+    rows = calibration_examples(ctx, count, tokenizer)
     device = ctx.accelerator.device
     return [{k: v.to(device) for k, v in ctx.data.collator([rows[j] for j in range(i, min(i + batch_size, len(rows)))]).items()}
             for i in range(0, len(rows), batch_size)]
@@ -48,21 +32,17 @@ def _calibration_batches(ctx: RunContext, dataset, count: int, batch_size: int) 
 
 def run_qat_stage(ctx: RunContext, stage: QatStage, out_dir: Path, stage_hash: str) -> dict:
     started = time.perf_counter()
-    source = ctx.input_dir(stage)
-    require_torch_artifact(source, _field(ctx, stage, "input"))
-    tokenizer = AutoTokenizer.from_pretrained(source)
-    metrics_file = source / "metrics.json"
-    input_record = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+    source, input_record, tokenizer = input_artifact(ctx, stage)
     teacher_source = ctx.outputs[stage.teacher] if stage.teacher else source
     if stage.teacher and AutoTokenizer.from_pretrained(teacher_source).get_vocab() != tokenizer.get_vocab():
-        raise DistillError(f"{_field(ctx, stage, 'teacher')}: '{stage.teacher}' has another vocabulary than the input "
+        raise DistillError(f"{stage_field(ctx, stage, 'teacher')}: '{stage.teacher}' has another vocabulary than the input "
                            f"{source} (trim_vocab); leave teacher unset to learn from the input model itself")
     needs_attention = stage.loss.alpha_attention > 0
     teacher = load_torch_classifier(teacher_source).float().to(ctx.accelerator.device).eval()
     if needs_attention:
         teacher.set_attn_implementation("eager")
-    train_data = _in_vocabulary(ctx, ctx.data.train, tokenizer)
-    selection = _in_vocabulary(ctx, ctx.data.selection, tokenizer)
+    train_data = in_vocabulary(ctx, ctx.data.train, tokenizer)
+    selection = in_vocabulary(ctx, ctx.data.selection, tokenizer)
     reduce_range = detect_isa() == "avx2" if stage.reduce_range is None else stage.reduce_range
 
     partial = resumable_partial_dir(ctx, out_dir, stage_hash)
@@ -73,9 +53,9 @@ def run_qat_stage(ctx: RunContext, stage: QatStage, out_dir: Path, stage_hash: s
         if needs_attention:
             student.set_attn_implementation("eager")
         params = count_parameters(student)
-        kept = skipped_linear_paths(student, stage.keep_fp32, _field(ctx, stage, "keep_fp32"))
+        kept = skipped_linear_paths(student, stage.keep_fp32, stage_field(ctx, stage, "keep_fp32"))
         quantized = insert_fake_quant(student, kept, momentum=stage.momentum, reduce_range=reduce_range)
-        seen = calibrate(student, _calibration_batches(ctx, train_data, stage.calibration_examples, stage.train.eval_batch_size))
+        seen = calibrate(student, _calibration_batches(ctx, stage.calibration_examples, tokenizer, stage.train.eval_batch_size))
         if stage.activation_ranges == "frozen":
             set_mode(student, "frozen")
         loss_fn = distillation_loss(stage.loss, ctx.task, student, teacher)
@@ -107,7 +87,7 @@ def run_qat_stage(ctx: RunContext, stage: QatStage, out_dir: Path, stage_hash: s
                   metric_drop=None if input_value is None else input_value - runs[0]["metric_value"])
     failure = None
     if stage.max_metric_drop is not None and record["metric_drop"] is not None and record["metric_drop"] > stage.max_metric_drop:
-        failure = (f"{_field(ctx, stage, 'max_metric_drop')} ({stage.name}): {primary} fell from {input_value:.4f} to "
+        failure = (f"{stage_field(ctx, stage, 'max_metric_drop')} ({stage.name}): {primary} fell from {input_value:.4f} to "
                    f"{runs[0]['metric_value']:.4f}; the evaluated artifact is kept in {out_dir} for inspection")
         record["failed_check"] = failure
         record.pop("stage_hash")

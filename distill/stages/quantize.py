@@ -32,12 +32,12 @@ def run_onnx_stage(ctx: RunContext, stage: OnnxStage, out_dir: Path, stage_hash:
     from distill.quantize.ort import build_onnx_classifier, load_onnx_classifier
 
     started = time.perf_counter()
-    source, input_record, tokenizer = _input(ctx, stage)
+    source, input_record, tokenizer = input_artifact(ctx, stage)
     model = load_torch_classifier(source)
     partial = fresh_partial_dir(ctx, out_dir)
     details = None
     if ctx.accelerator.is_main_process:
-        calibration = _calibration_examples(ctx, stage.calibration_examples, tokenizer) if stage.quantization == "static" else None
+        calibration = calibration_examples(ctx, stage.calibration_examples, tokenizer) if stage.quantization == "static" else None
         details = build_onnx_classifier(
             model,
             tokenizer,
@@ -49,7 +49,7 @@ def run_onnx_stage(ctx: RunContext, stage: OnnxStage, out_dir: Path, stage_hash:
             calibration_dataset=calibration,
             calibration_method=stage.calibration_method,
             op_types=stage.op_types,
-            keep_fp32=skipped_linear_paths(model, stage.keep_fp32, _field(ctx, stage, "keep_fp32")) if stage.keep_fp32 else [],
+            keep_fp32=skipped_linear_paths(model, stage.keep_fp32, stage_field(ctx, stage, "keep_fp32")) if stage.keep_fp32 else [],
         )
     ctx.accelerator.wait_for_everyone()
     ort_model = load_onnx_classifier(partial)
@@ -61,9 +61,9 @@ def run_bnb_stage(ctx: RunContext, stage: BnbStage, out_dir: Path, stage_hash: s
     from distill.quantize.bnb import bnb_config, parameter_count, quantize_bnb
 
     started = time.perf_counter()
-    source, input_record, tokenizer = _input(ctx, stage)
+    source, input_record, tokenizer = input_artifact(ctx, stage)
     if not loads_with_from_pretrained(source):
-        raise DistillError(f"{_field(ctx, stage, 'input')}: bitsandbytes quantizes while transformers loads the model, "
+        raise DistillError(f"{stage_field(ctx, stage, 'input')}: bitsandbytes quantizes while transformers loads the model, "
                            f"and transformers cannot rebuild {source} (factorized layers or uneven pruning); "
                            "quantize it with an onnx stage instead")
     config = bnb_config(
@@ -73,7 +73,7 @@ def run_bnb_stage(ctx: RunContext, stage: BnbStage, out_dir: Path, stage_hash: s
         compute_dtype=stage.compute_dtype or "fp32",
         skip_modules=stage.skip_modules,
     )
-    model = quantize_bnb(source, config, dtype=stage.dtype, skip_field=_field(ctx, stage, 'skip_modules'))
+    model = quantize_bnb(source, config, dtype=stage.dtype, skip_field=stage_field(ctx, stage, 'skip_modules'))
     partial = fresh_partial_dir(ctx, out_dir)
     save_artifact(ctx, model, partial, tokenizer)  # before any inference (see distill/quantize/bnb.py)
     saved = model.config.quantization_config  # the skip list as resolved to full paths
@@ -90,7 +90,7 @@ def run_cast_stage(ctx: RunContext, stage: CastStage, out_dir: Path, stage_hash:
     from distill.quantize.cast import cast_classifier
 
     started = time.perf_counter()
-    source, input_record, tokenizer = _input(ctx, stage)
+    source, input_record, tokenizer = input_artifact(ctx, stage)
     model = cast_classifier(load_torch_classifier(source), stage.dtype)
     partial = fresh_partial_dir(ctx, out_dir)
     save_artifact(ctx, model, partial, tokenizer)
@@ -98,32 +98,37 @@ def run_cast_stage(ctx: RunContext, stage: CastStage, out_dir: Path, stage_hash:
                    torch_model=model, params=count_parameters(model), details={"dtype": stage.dtype})
 
 
-def _field(ctx: RunContext, stage, name: str) -> str:
+def stage_field(ctx: RunContext, stage, name: str) -> str:
     return f"stages[{ctx.recipe.stages.index(stage)}].{name}"
 
 
-def _input(ctx: RunContext, stage) -> tuple[Path, dict, Any]:
+def input_artifact(ctx: RunContext, stage) -> tuple[Path, dict, Any]:
     """The input stage's folder (a torch model), its report record and its tokenizer (the run's,
     or its own after trim_vocab)."""
     source = ctx.input_dir(stage)
-    require_torch_artifact(source, _field(ctx, stage, "input"))
+    require_torch_artifact(source, stage_field(ctx, stage, "input"))
     metrics_file = source / "metrics.json"
     record = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
     if stage.max_metric_drop is not None and record.get("metric") != ctx.task.primary_metric:
-        raise DistillError(f"{_field(ctx, stage, 'max_metric_drop')}: the input {source} has no recorded "
+        raise DistillError(f"{stage_field(ctx, stage, 'max_metric_drop')}: the input {source} has no recorded "
                            f"{ctx.task.primary_metric} (metrics.json) to compare with")
     return source, record, AutoTokenizer.from_pretrained(source)
 
 
-def _calibration_examples(ctx: RunContext, count: int, tokenizer):
+def calibration_examples(ctx: RunContext, count: int, tokenizer):
     """Tokenized training examples (never the dev set the artifact is scored on), in the ids of
     the model's own vocabulary."""
     train = ctx.data.train.shuffle(seed=ctx.recipe.seed, keep_in_memory=True)
-    examples = train.select(range(min(count, len(train))), keep_in_memory=True).remove_columns(["labels"])
+    return in_vocabulary(ctx, train.select(range(min(count, len(train))), keep_in_memory=True).remove_columns(["labels"]), tokenizer)
+
+
+def in_vocabulary(ctx: RunContext, dataset, tokenizer):
+    """The run's tokenized rows in the ids of `tokenizer`'s vocabulary (a trimmed vocabulary keeps
+    every piece of the training text, so training rows map exactly)."""
     id_map = token_id_map(ctx.tokenizer, tokenizer)
     if torch.equal(id_map, torch.arange(len(id_map))):
-        return examples
-    return examples.map(lambda row: {"input_ids": id_map[row["input_ids"]].tolist()}, keep_in_memory=True)
+        return dataset
+    return dataset.map(lambda row: {"input_ids": id_map[row["input_ids"]].tolist()}, keep_in_memory=True)
 
 
 def _finish(ctx, stage, model, tokenizer, partial: Path, out_dir: Path, stage_hash: str, started: float, input_record: dict,
@@ -150,7 +155,7 @@ def _finish(ctx, stage, model, tokenizer, partial: Path, out_dir: Path, stage_ha
     )
     failure = None
     if stage.max_metric_drop is not None and record["metric_drop"] is not None and record["metric_drop"] > stage.max_metric_drop:
-        failure = (f"{_field(ctx, stage, 'max_metric_drop')} ({stage.name}): {primary} fell from {input_value:.4f} "
+        failure = (f"{stage_field(ctx, stage, 'max_metric_drop')} ({stage.name}): {primary} fell from {input_value:.4f} "
                    f"('{input_name}') to {metrics[primary]:.4f}, a drop of {record['metric_drop']:.4f} > "
                    f"{stage.max_metric_drop}; the evaluated artifact is kept in {out_dir} for inspection")
         record["failed_check"] = failure  # and no stage_hash: a rerun recomputes (and re-checks) the stage
