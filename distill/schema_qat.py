@@ -35,6 +35,8 @@ class QatStage(Strict):
     momentum: float = Field(0.01, gt=0, le=1)
     # Linear layers left in fp32; None: the task head (classifier, and the pooler where there is one).
     keep_fp32: list[str] | None = None
+    # Embedding tables in uint8 (one range per table, as PTQ stores them) or left in fp32.
+    quantize_embeddings: bool = True
     # 7-bit weights, for CPUs without VNNI (AVX2), whose u8 x s8 pair sums can saturate. None: on
     # when the artifact is built on such a CPU.
     reduce_range: bool | None = None

@@ -14,7 +14,8 @@ from torch import nn
 from transformers import BertConfig, BertForSequenceClassification
 
 from distill.quantize.artifacts import skipped_linear_paths
-from distill.quantize.qat import FakeQuantLinear, calibrate, export_qat_onnx, fake_quant_layers, insert_fake_quant, set_mode
+from distill.quantize.qat import FakeQuantEmbedding, FakeQuantLinear, calibrate, export_qat_onnx, fake_quant_layers, insert_fake_quant, set_mode, \
+    table_qparams
 from distill.recipe import validate_recipe
 
 
@@ -93,12 +94,31 @@ def tiny_bert():
     return BertForSequenceClassification(config).eval()
 
 
-def test_the_task_head_stays_fp32_by_default_and_every_encoder_linear_is_wrapped(tiny_bert):
+def test_the_task_head_stays_fp32_by_default_and_every_encoder_linear_and_embedding_table_is_wrapped(tiny_bert):
     kept = skipped_linear_paths(tiny_bert, None)
     assert kept == ["bert.pooler.dense", "classifier"]
     wrapped = insert_fake_quant(tiny_bert, kept, momentum=0.01)
-    assert len(wrapped) == 2 * 6 and not any(p in kept for p in wrapped)
+    assert len(wrapped) == 2 * 6 + 3 and not any(p in kept for p in wrapped)
     assert isinstance(tiny_bert.classifier, nn.Linear) and not isinstance(tiny_bert.classifier, FakeQuantLinear)
+    assert isinstance(tiny_bert.bert.embeddings.word_embeddings, FakeQuantEmbedding)
+
+
+def test_embedding_tables_can_stay_fp32(tiny_bert):
+    wrapped = insert_fake_quant(tiny_bert, [], momentum=0.01, embeddings=False)
+    assert not any(isinstance(m, FakeQuantEmbedding) for m in tiny_bert.modules()) and len(wrapped) == 2 * 6 + 2
+
+
+def test_an_embedding_table_is_rounded_to_256_levels_of_one_uint8_range_that_holds_zero():
+    torch.manual_seed(0)
+    table = FakeQuantEmbedding(nn.Embedding(50, 8))
+    with torch.no_grad():
+        table.weight.uniform_(0.1, 2.0)  # a table whose values do not straddle zero
+    rounded = table.quantized_weight().detach()
+    scale, zero_point = table_qparams(table.weight)
+    assert float(scale) == pytest.approx(float(table.weight.detach().max()) / 255) and int(zero_point) == 0  # the range is [0, max]
+    levels = torch.round(rounded / scale) + zero_point
+    assert torch.allclose(rounded, (levels - zero_point) * scale, atol=1e-6) and levels.min() >= 0 and levels.max() <= 255
+    assert torch.equal(table(torch.tensor([3, 7])), rounded[[3, 7]])
 
 
 def test_the_exported_qdq_graph_runs_its_matmuls_in_int8_and_gives_the_fake_quant_logits(tiny_bert, tmp_path):
@@ -117,6 +137,21 @@ def test_the_exported_qdq_graph_runs_its_matmuls_in_int8_and_gives_the_fake_quan
     assert np.allclose(got.numpy(), expected.numpy(), atol=2e-3)
     saved = json.loads((tmp_path / "qat" / "ort_config.json").read_text())
     assert saved["quantization"]["mode"] == "qat" and saved["quantization"]["kernels"]["int8_matmuls"] == 12
+
+
+def test_the_exported_graph_stores_the_embedding_tables_and_encoder_weights_in_eight_bits(tiny_bert, tmp_path):
+    import onnx
+
+    tokenizer = wordpiece_tokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"w{i}" for i in range(55)])
+    insert_fake_quant(tiny_bert, skipped_linear_paths(tiny_bert, None), momentum=0.01)
+    calibrate(tiny_bert, [{"input_ids": torch.randint(5, 60, (4, 12)), "attention_mask": torch.ones(4, 12, dtype=torch.long)}])
+    export_qat_onnx(tiny_bert, tokenizer, tmp_path / "qat", {"mode": "qat"})
+    graph = onnx.load(str(tmp_path / "qat" / "model.onnx")).graph
+    eight_bit = {onnx.TensorProto.INT8, onnx.TensorProto.UINT8}
+    large = [(t.data_type in eight_bit, int(np.prod(t.dims))) for t in graph.initializer if np.prod(t.dims) >= 32 * 32]
+    assert (True, 60 * 32) in large  # the word embeddings
+    assert sum(not is_8bit for is_8bit, _ in large) == 1  # only the pooler's weight, kept fp32 with the head
+    assert sum(node.op_type == "Gather" for node in graph.node if node.input[0].endswith("_quantized")) == 3
 
 
 def test_calibration_without_inputs_reaching_a_layer_is_an_error(tiny_bert):

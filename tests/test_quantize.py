@@ -161,6 +161,25 @@ def test_int8_artifacts_record_that_their_matmuls_run_in_int8_kernels(tokenizer,
     assert static["kernels"]["int8_matmuls"] >= 6 * layers
 
 
+def test_our_sessions_leave_onnx_runtimes_skip_layernorm_fusion_off(tokenizer, tmp_path):
+    import onnx
+    import onnxruntime
+
+    from distill.quantize.ort import ONNX_FILE, onnx_session, ort_session_options
+
+    build_onnx_classifier(tiny_bert(tokenizer), tokenizer, tmp_path / "int8")
+
+    def ops_run(open_session) -> list[str]:
+        options = ort_session_options(1)
+        options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+        open_session(options)
+        return [node.op_type for node in onnx.load(options.optimized_model_filepath).graph.node]
+
+    path = tmp_path / "int8" / ONNX_FILE
+    assert "SkipLayerNormalization" in ops_run(lambda o: onnxruntime.InferenceSession(str(path), o, providers=["CPUExecutionProvider"]))
+    assert "SkipLayerNormalization" not in ops_run(lambda o: onnx_session(path, options=o))
+
+
 def test_layers_kept_fp32_and_the_op_types_quantized_are_the_recipes(tokenizer, tmp_path):
     from distill.quantize.ort import onnx_nodes_of_modules
 

@@ -347,10 +347,17 @@ def ort_session_options(threads: int | None):
     return options
 
 
-def onnx_session(path: Path, threads: int | None = None):
+# Load-time fusions left off. ONNX Runtime's CPU SkipLayerNormalization kernel is several times
+# slower than the Add + LayerNormalization it replaces (scripts/bench_ort_fusions.py,
+# benchmarks/ort_fusions.json); it fuses around the int8 matmuls, not in fp32 graphs.
+DISABLED_FUSIONS = ("SkipLayerNormFusion",)
+
+
+def onnx_session(path: Path, threads: int | None = None, options=None):
     import onnxruntime
 
-    return onnxruntime.InferenceSession(str(path), ort_session_options(threads), providers=["CPUExecutionProvider"])
+    return onnxruntime.InferenceSession(str(path), options or ort_session_options(threads), providers=["CPUExecutionProvider"],
+                                        disabled_optimizers=list(DISABLED_FUSIONS))
 
 
 class OnnxClassifier:
@@ -387,13 +394,12 @@ def int8_kernel_report(path: Path) -> dict[str, int]:
     optimizes the file as it would at load and the optimized graph is counted. A QDQ graph whose
     pairs were not fused would show float matmuls fed by DequantizeLinear."""
     import onnx
-    import onnxruntime
 
     with tempfile.TemporaryDirectory() as tmp:
         options = ort_session_options(1)
         options.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
         with quiet_onnx_tools():
-            onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            onnx_session(path, options=options)
         ops = [node.op_type for node in onnx.load(options.optimized_model_filepath).graph.node]
     return {"int8_matmuls": sum(op in INT8_MATMUL_OPS for op in ops), "float_matmuls": sum(op in FLOAT_MATMUL_OPS for op in ops),
             "dequantize_nodes": ops.count("DequantizeLinear")}

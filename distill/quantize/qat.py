@@ -6,6 +6,9 @@ exported as an ONNX QDQ graph that ONNX Runtime runs with int8 kernels.
 - Activations: uint8, asymmetric, one range per Linear input. Ranges are calibrated (min / max)
   on task examples, then tracked during training as an exponential moving average of each batch's
   min / max (`momentum`), or kept frozen.
+- Embedding tables (word, position, token type): uint8, asymmetric, one range per table, the way
+  onnxruntime's quantizer stores a Gather's table (PTQ does the same); without them the word
+  embeddings alone would keep most of the artifact in fp32.
 - Gradients pass through the rounding (the straight-through estimator of torch's fake-quant ops).
 
 Why by hand: torch's core ops `fake_quantize_per_tensor_affine` / `_per_channel_affine` export
@@ -19,6 +22,7 @@ attention function, which has no module to wrap).
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from typing import Literal
 
 import torch
@@ -85,9 +89,41 @@ class FakeQuantLinear(nn.Module):
             return F.linear(x, self.quantized_weight(), None if self.bias is None else self.bias.float())
 
 
-def insert_fake_quant(model: nn.Module, keep_fp32: list[str], *, momentum: float, reduce_range: bool = False) -> list[str]:
-    """Replace every nn.Linear not in `keep_fp32` (full dotted paths) by a FakeQuantLinear, in
-    place; returns the paths replaced. Modules start in "calibrate" mode."""
+def table_qparams(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(scale, zero point) of a uint8 table over its whole range, 0 included: what onnxruntime's
+    quantizer computes for a Gather's initializer (asymmetric activation type, per tensor)."""
+    low, high = torch.clamp(weight.detach().min().float(), max=0.0), torch.clamp(weight.detach().max().float(), min=0.0)
+    scale = torch.clamp((high - low) / (ACTIVATION_QMAX - ACTIVATION_QMIN), min=1e-8)
+    zero_point = torch.clamp(torch.round(ACTIVATION_QMIN - low / scale), ACTIVATION_QMIN, ACTIVATION_QMAX).to(torch.int32)
+    return scale, zero_point
+
+
+class FakeQuantEmbedding(nn.Module):
+    """nn.Embedding whose table is fake-quantized to uint8 (one range, from the current weights
+    at every step). Keeps the wrapped table under its own name (weight)."""
+
+    def __init__(self, embedding: nn.Embedding):
+        super().__init__()
+        self.num_embeddings, self.embedding_dim = embedding.num_embeddings, embedding.embedding_dim
+        self.padding_idx = embedding.padding_idx
+        self.weight = embedding.weight
+
+    def extra_repr(self) -> str:
+        return f"{self.num_embeddings}, {self.embedding_dim}, uint8 table"
+
+    def quantized_weight(self) -> torch.Tensor:
+        scale, zero_point = table_qparams(self.weight)
+        return torch.fake_quantize_per_tensor_affine(self.weight.float(), scale, zero_point, ACTIVATION_QMIN, ACTIVATION_QMAX)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return F.embedding(ids, self.quantized_weight(), self.padding_idx)
+
+
+def insert_fake_quant(model: nn.Module, keep_fp32: list[str], *, momentum: float, reduce_range: bool = False,
+                      embeddings: bool = True) -> list[str]:
+    """Replace every nn.Linear not in `keep_fp32` (full dotted paths) by a FakeQuantLinear, and
+    with `embeddings` every nn.Embedding by a FakeQuantEmbedding, in place; returns the paths
+    replaced. Linear layers start in "calibrate" mode."""
     kept = set(keep_fp32)
     replaced = []
     for path, module in list(model.named_modules()):
@@ -96,11 +132,36 @@ def insert_fake_quant(model: nn.Module, keep_fp32: list[str], *, momentum: float
             if isinstance(child, nn.Linear) and full not in kept:
                 setattr(module, name, FakeQuantLinear(child, momentum=momentum, reduce_range=reduce_range))
                 replaced.append(full)
+            elif embeddings and isinstance(child, nn.Embedding) and full not in kept:
+                setattr(module, name, FakeQuantEmbedding(child))
+                replaced.append(full)
     return replaced
 
 
 def fake_quant_layers(model: nn.Module) -> list[FakeQuantLinear]:
     return [m for m in model.modules() if isinstance(m, FakeQuantLinear)]
+
+
+@contextmanager
+def rounded_embedding_tables(model: nn.Module):
+    """Each FakeQuantEmbedding as a plain nn.Embedding holding its rounded table, for the export:
+    onnxruntime's quantizer then stores that table in uint8 with the same values (its range is
+    the same), behind a Gather that reads 8-bit rows. A QDQ pair on the table instead would
+    dequantize the whole vocabulary at every call."""
+    swapped = []
+    for module in list(model.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, FakeQuantEmbedding):
+                plain = nn.Embedding(child.num_embeddings, child.embedding_dim, padding_idx=child.padding_idx)
+                with torch.no_grad():
+                    plain.weight.copy_(child.quantized_weight())
+                setattr(module, name, plain)
+                swapped.append((module, name, child))
+    try:
+        yield len(swapped)
+    finally:
+        for module, name, child in swapped:
+            setattr(module, name, child)
 
 
 def set_mode(model: nn.Module, mode: Mode) -> None:
@@ -136,6 +197,8 @@ def export_qat_onnx(model: nn.Module, tokenizer, out_dir, details: dict) -> dict
 
     import onnxruntime
 
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
     from distill.quantize.ort import EXPORTER, ONNX_FILE, OPSET, ORT_CONFIG_FILE, export_onnx, int8_kernel_report, \
         ort_session_options, quiet_onnx_tools
 
@@ -144,7 +207,13 @@ def export_qat_onnx(model: nn.Module, tokenizer, out_dir, details: dict) -> dict
     set_mode(model, "frozen")
     model.eval()
     with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=".onnx-work-") as tmp:
-        exported = export_onnx(model, Path(tmp) / "exported.onnx")
+        with rounded_embedding_tables(model) as tables:
+            exported = export_onnx(model, Path(tmp) / "exported.onnx")
+        if tables:  # only the Gathers: the matmuls are already in QDQ form
+            with quiet_onnx_tools():
+                quantize_dynamic(str(exported), str(Path(tmp) / "tables.onnx"), op_types_to_quantize=["Gather"],
+                                 weight_type=QuantType.QInt8, extra_options={"ActivationSymmetric": False})
+            exported = Path(tmp) / "tables.onnx"
         # ORT's basic (hardware-independent) optimizations fold each weight's QuantizeLinear into an
         # int8 initializer: a quarter of the size; the DequantizeLinear nodes stay for the int8 fusion.
         options = ort_session_options(1)

@@ -54,7 +54,8 @@ def run_qat_stage(ctx: RunContext, stage: QatStage, out_dir: Path, stage_hash: s
             student.set_attn_implementation("eager")
         params = count_parameters(student)
         kept = skipped_linear_paths(student, stage.keep_fp32, stage_field(ctx, stage, "keep_fp32"))
-        quantized = insert_fake_quant(student, kept, momentum=stage.momentum, reduce_range=reduce_range)
+        quantized = insert_fake_quant(student, kept, momentum=stage.momentum, reduce_range=reduce_range,
+                                      embeddings=stage.quantize_embeddings)
         seen = calibrate(student, _calibration_batches(ctx, stage.calibration_examples, tokenizer, stage.train.eval_batch_size))
         if stage.activation_ranges == "frozen":
             set_mode(student, "frozen")
@@ -68,6 +69,7 @@ def run_qat_stage(ctx: RunContext, stage: QatStage, out_dir: Path, stage_hash: s
         checkpoints.remove(folder / "checkpoints", ctx.accelerator)
         details = {"mode": "qat", "format": "QDQ", "weights": "int8, symmetric, per output channel",
                    "activations": "uint8, asymmetric, per Linear input", "activation_ranges": stage.activation_ranges,
+                   "embeddings": "uint8, asymmetric, per table" if stage.quantize_embeddings else "fp32",
                    "momentum": stage.momentum if stage.activation_ranges == "ema" else None, "reduce_range": reduce_range,
                    "calibration_examples": seen, "quantized_layers": len(quantized), "kept_fp32": kept, "isa": detect_isa()}
         if ctx.accelerator.is_main_process:
