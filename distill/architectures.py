@@ -22,7 +22,3 @@ def saved_model_class(config) -> type:
         if isinstance(cls, type) and issubclass(cls, PreTrainedModel):
             return cls
     return AutoModelForSequenceClassification
-
-
-def is_token_classifier(config) -> bool:
-    return any(name.endswith("ForTokenClassification") for name in getattr(config, "architectures", None) or [])
