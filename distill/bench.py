@@ -243,14 +243,14 @@ def evaluate_folder(folder: Path, task, split, batch_size: int, max_length: int)
     import datasets
     import torch
     from accelerate import Accelerator
-    from transformers import AutoTokenizer
 
     from distill.data import make_collator, tokenize_splits
     from distill.evaluation import evaluate_model
+    from distill.models import load_tokenizer
     from distill.quantize.artifacts import load_artifact
 
     model, kind = load_artifact(folder)
-    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer = load_tokenizer(str(folder))
     tokenized = tokenize_splits(datasets.DatasetDict(scored=split), tokenizer, task, max_length)["scored"]
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     return evaluate_model(model, tokenized, task, make_collator(task, tokenizer), batch_size, accelerator), model, kind

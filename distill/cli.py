@@ -132,26 +132,19 @@ def cmd_validate(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    import datasets
-    from accelerate import Accelerator
-    from distill.data import load_task_splits, make_collator, resolve_data_dir, take_subset, tokenize_splits
-    from distill.evaluation import evaluate_model
-    from distill.models import load_classifier, load_tokenizer
-    from distill.quantize.artifacts import describe_artifact, load_artifact
+    from distill.bench import evaluate_folder
+    from distill.data import load_task_splits, resolve_data_dir, take_subset
+    from distill.quantize.artifacts import describe_artifact
     from distill.tasks import get_task
 
     if not Path(args.model_dir).is_dir():
         raise DistillError(f"{args.model_dir}: no such model folder")
     task = get_task(args.task)
     backend = describe_artifact(args.model_dir).backend  # first: a folder without config.json fails in one short line
-    tokenizer = load_tokenizer(args.model_dir)
-    # ONNX Runtime and bitsandbytes folders load their own way; torch ones may still need a task head.
-    model = load_classifier(args.model_dir, task) if backend == "torch" else load_artifact(args.model_dir)[0]
     split = load_task_splits(task, resolve_data_dir(args.data_dir), splits=(args.split,))[args.split]
     split = take_subset(split, args.limit, seed=0)
-    tokenized = tokenize_splits(datasets.DatasetDict({args.split: split}), tokenizer, task, args.max_length)
-    accelerator = Accelerator(cpu=not _has_gpu())
-    metrics = evaluate_model(model, tokenized[args.split], task, make_collator(task, tokenizer), args.batch_size, accelerator)
+    # The same loading and scoring as the run's reports and `distill bench` (saved dtype, pruned/factorized maps).
+    metrics = evaluate_folder(Path(args.model_dir), task, split, args.batch_size, args.max_length)[0]
     print(json.dumps({"model": args.model_dir, "backend": backend, "task": task.name, "split": args.split,
                       "examples": len(split), **metrics}, indent=2))
     return 0
@@ -175,12 +168,6 @@ def cmd_push(args) -> int:
     else:
         print(f"pushed stage '{result.stage}' ({len(result.files)} files) to {result.repo_id}: {result.commit_url}")
     return 0
-
-
-def _has_gpu() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 def cmd_bench(args) -> int:

@@ -88,8 +88,9 @@ class FactorizeStage(Strict):
 
 
 class TrimVocabStage(Strict):
-    """Keep only the vocabulary the task's data uses (train + validation tokens, special tokens,
-    and the characters they are made of); the tokenizer and word embeddings shrink to match."""
+    """Keep only the vocabulary the task's training data uses (train and train-holdout tokens, never
+    the reported split's; special tokens; the characters they are made of); the tokenizer and word
+    embeddings shrink to match. Dev words unseen in training split into kept pieces, which costs."""
 
     kind: Literal["trim_vocab"]
     name: str = "trimmed"

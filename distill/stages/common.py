@@ -112,5 +112,5 @@ def train_recovery(ctx, model, *, cfg, step, extra, log_path: Path, description:
     if not kept:
         model.load_state_dict(compressed)
         ctx.accelerator.print(f"[{description}] recovery did not beat the compressed weights on the held-out examples "
-                              f"({after} vs {before:.4f}): keeping those")
+                              f"(best {'none' if after is None else f'{after:.4f}'} vs {before:.4f}): keeping those")
     return model, outcome, {"selection_before": before, "selection_after": after, "recovery_kept": kept}
