@@ -38,7 +38,7 @@ def resolve_model_path(name: str) -> str:
     return name
 
 
-def _weights_format_check(path: str, allow_pickle: bool) -> None:
+def check_weights_format(path: str, allow_pickle: bool) -> None:
     folder = Path(path)
     if not folder.is_dir():
         return  # a Hub id: from_pretrained(use_safetensors=True) refuses pickle files itself
@@ -73,7 +73,7 @@ def load_classifier(
     """A classifier for `task` (one label per input, or one tag per token). `new_head_ok` (a recipe's starting model) lets a head of
     another size be replaced by a fresh one; our own artifacts must load exactly, so it is off."""
     path = resolve_model_path(source)
-    _weights_format_check(path, allow_pickle)
+    check_weights_format(path, allow_pickle)
     kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
     if _is_factorized(path):  # low-rank layers, maybe pruned shapes too (see distill/lowrank)
         from distill.lowrank.loading import load_factorized

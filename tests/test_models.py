@@ -93,6 +93,14 @@ def test_pickle_weights_are_refused_without_opt_in(tmp_path, teacher):
         load_classifier(str(tmp_path), get_task("sst2"))
 
 
+def test_artifacts_with_pickle_weights_are_refused(tmp_path, teacher):
+    from distill.quantize.artifacts import load_artifact
+
+    save_with_pickle_weights(teacher, tmp_path)
+    with pytest.raises(DistillError, match="no safetensors weights"):
+        load_artifact(tmp_path)
+
+
 def test_pickle_weights_load_with_opt_in(tmp_path, teacher):
     save_with_pickle_weights(teacher, tmp_path)
     model = load_classifier(str(tmp_path), get_task("sst2"), allow_pickle=True)

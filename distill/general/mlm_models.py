@@ -9,7 +9,7 @@ import torch
 from transformers import AutoModel, AutoModelForMaskedLM, PreTrainedModel
 
 from distill.errors import DistillError
-from distill.models import _weights_format_check, resolve_model_path
+from distill.models import check_weights_format, resolve_model_path
 
 
 def _load_kwargs(allow_pickle: bool, trust_remote_code: bool, revision: str | None, attn_implementation: str | None) -> dict:
@@ -32,7 +32,7 @@ def load_mlm_model(source: str, *, require_head: bool, allow_pickle: bool = Fals
     fresh one whose decoder is tied to the word embeddings, as BERT's is; with `require_head` that
     is an error instead (a random head would teach noise)."""
     path = resolve_model_path(source)
-    _weights_format_check(path, allow_pickle)
+    check_weights_format(path, allow_pickle)
     try:
         model, info = AutoModelForMaskedLM.from_pretrained(
             path, output_loading_info=True, **_load_kwargs(allow_pickle, trust_remote_code, revision, attn_implementation))

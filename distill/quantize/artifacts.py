@@ -67,9 +67,11 @@ def load_torch_classifier(folder: str | Path):
     import torch
 
     from distill.lowrank import FACTORIZATION_KEY, load_factorized
+    from distill.models import check_weights_format
     from distill.pruning import PRUNING_KEY, load_pruned
     from distill.quantize.cast import load_cast_classifier
 
+    check_weights_format(str(folder), allow_pickle=False)  # artifacts load from safetensors only
     config = json.loads((Path(folder) / "config.json").read_text())
     if config.get(FACTORIZATION_KEY):
         return load_factorized(folder)  # in its saved dtype
