@@ -38,6 +38,8 @@ def add_common_args(parser: argparse.ArgumentParser, work_dir: str) -> None:
     parser.add_argument("--no-recovery", action="store_true", help="skip the points with recovery distillation")
     parser.add_argument("--recovery-epochs", type=float, default=1.0)
     parser.add_argument("--recovery-steps", type=int, help="optimizer steps per recovery (overrides epochs)")
+    parser.add_argument("--recovery-eval-every", type=int,
+                        help="score recovery checkpoints on the holdout every this many steps (default: at its end)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--learning-rate", type=float, default=5e-5)
     parser.add_argument("--max-length", type=int, default=128)
@@ -62,6 +64,8 @@ def recovery_block(args: argparse.Namespace) -> dict:
     train = {"epochs": args.recovery_epochs, "batch_size": args.batch_size, "learning_rate": args.learning_rate}
     if args.recovery_steps:
         train["max_steps"] = args.recovery_steps
+    if args.recovery_eval_every:
+        train["eval_every"] = args.recovery_eval_every
     return {"train": train, "distill": True}
 
 

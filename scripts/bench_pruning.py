@@ -24,6 +24,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_common_args(parser, work_dir="runs/bench_pruning")
     parser.add_argument("--head-shares", type=float, nargs="*", default=[0.0, 0.25, 0.5, 0.75])
     parser.add_argument("--ffn-shares", type=float, nargs="*", default=[0.0, 0.25, 0.5, 0.75])
+    parser.add_argument("--both-shares", type=float, nargs="*", default=[],
+                        help="points removing this share of the heads and the same share of the FFN neurons")
     parser.add_argument("--head-scope", choices=["global", "layer"], default="global")
     parser.add_argument("--min-heads-per-layer", type=int, default=1)
     parser.add_argument("--ffn-scope", choices=["layer", "global"], default="layer")
@@ -37,14 +39,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def bench_recipe(args: argparse.Namespace) -> dict:
     """The points: one prune stage per curve, share and recovery setting."""
     stages = []
-    for curve, shares in (("heads", args.head_shares), ("ffn", args.ffn_shares)):
+    for curve, shares in (("heads", args.head_shares), ("ffn", args.ffn_shares), ("both", args.both_shares)):
         for share in shares:
             for recovered in variants(args):
-                what = (
-                    {"heads": {"share": share, "scope": args.head_scope, "min_per_layer": args.min_heads_per_layer}}
-                    if curve == "heads"
-                    else {"ffn": {"share": share, "scope": args.ffn_scope, "method": args.ffn_method}}
-                )
+                heads = {"heads": {"share": share, "scope": args.head_scope, "min_per_layer": args.min_heads_per_layer}}
+                ffn = {"ffn": {"share": share, "scope": args.ffn_scope, "method": args.ffn_method}}
+                what = {"heads": heads, "ffn": ffn, "both": {**heads, **ffn}}[curve]
                 stage = {
                     "kind": "prune",
                     "name": f"{curve}-{round(share * 100)}{'-recovered' if recovered else ''}",
@@ -60,6 +60,8 @@ def bench_recipe(args: argparse.Namespace) -> dict:
 
 
 def describe(stage) -> dict:
+    if stage.heads is not None and stage.ffn is not None:
+        return {"curve": "both", "share": stage.heads.share}
     curve = "heads" if stage.heads is not None else "ffn"
     return {"curve": curve, "share": getattr(stage, curve).share}
 

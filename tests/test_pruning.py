@@ -14,6 +14,7 @@ from conftest import load_script
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertConfig, BertForSequenceClassification
 
 from distill.compat import TRANSFORMERS_5
+from distill.curves import recovery_block
 from distill.errors import DistillError
 from distill.pruning import (
     ffn_importance,
@@ -465,6 +466,22 @@ def test_prune_stage_runs_in_the_pipeline_on_minilm_and_sst2(tmp_path, glue_data
             assert {d["label"]: pytest.approx(d["score"], abs=1e-6) for d in a} == {d["label"]: d["score"] for d in b}
 
 
+def test_curve_recovery_runs_the_given_steps_and_scores_checkpoints_every_n_steps_when_asked():
+    script = load_script("bench_pruning")
+    base = ["--model", "m", "--task", "sst2", "--out", "x.json", "--recovery-steps", "500"]
+    assert recovery_block(script.parse_args(base))["train"] == {"epochs": 1.0, "batch_size": 32, "learning_rate": 5e-5, "max_steps": 500}
+    every_100 = recovery_block(script.parse_args([*base, "--recovery-eval-every", "100"]))
+    assert every_100["train"]["eval_every"] == 100 and every_100["distill"] is True
+
+
+def test_the_both_curve_prunes_heads_and_ffn_neurons_at_the_same_share():
+    script = load_script("bench_pruning")
+    args = script.parse_args(["--model", "m", "--task", "sst2", "--out", "x.json", "--head-shares", "--ffn-shares",
+                              "--both-shares", "0.5", "--no-recovery"])
+    (point,) = script.bench_recipe(args)["stages"][1:]
+    assert point["name"] == "both-50" and point["heads"]["share"] == 0.5 and point["ffn"]["share"] == 0.5
+
+
 @pytest.mark.integration
 def test_pruning_curve_script_writes_one_timed_record_per_point(tmp_path, glue_data_dir, minilm_dir, minilm_classifier_dir, capsys):
     script = load_script("bench_pruning")
@@ -474,13 +491,15 @@ def test_pruning_curve_script_writes_one_timed_record_per_point(tmp_path, glue_d
     assert "--latency-batch-sizes: Value error, must be distinct positive integers" in capsys.readouterr().err
     out = tmp_path / "curve.json"
     args = ["--model", str(minilm_classifier_dir), "--task", "sst2", "--out", str(out), "--data-dir", str(glue_data_dir),
-            "--work-dir", str(tmp_path / "work"), "--head-shares", "0", "0.5", "--ffn-shares", "0.5", "--no-recovery",
+            "--work-dir", str(tmp_path / "work"), "--head-shares", "0", "0.5", "--ffn-shares", "0.5", "--both-shares", "0.5", "--no-recovery",
             "--train-limit", "64", "--eval-limit", "32", "--max-length", "32", "--importance-batches", "2",
             "--latency-batch-sizes", "1", "4", "--warmup", "1", "--repeats", "2", "--threads", "1"]
     assert script.main(args) == 0
     records = json.loads(out.read_text())
-    assert [(r["curve"], r["share"], r["recovery"]) for r in records] == [("heads", 0.0, False), ("heads", 0.5, False), ("ffn", 0.5, False)]
-    assert [r["heads_pruned"] for r in records] == [0, 36, 0] and records[2]["ffn_pruned"] == 6 * 1536 // 2
+    assert [(r["curve"], r["share"], r["recovery"]) for r in records] == [
+        ("heads", 0.0, False), ("heads", 0.5, False), ("ffn", 0.5, False), ("both", 0.5, False)]
+    assert [r["heads_pruned"] for r in records] == [0, 36, 0, 36]
+    assert [r["ffn_pruned"] for r in records] == [0, 0, 6 * 1536 // 2, 6 * 1536 // 2]
     assert all(r["latency_ms_bs1"] > 0 and r["latency_ms_bs4"] > 0 for r in records)
     assert records[1]["params"] < records[0]["params"] and records[0]["command"].startswith("python scripts/bench_pruning.py")
 
