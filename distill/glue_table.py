@@ -15,11 +15,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import statistics
-import subprocess
 from pathlib import Path
 from typing import Any
 
 from distill.errors import DistillError
+from distill.machine import code_commit
 
 # task -> (display name, metric label, metric keys averaged into the score); DistilBERT's column order.
 # distill does not run MNLI or QQP yet; their keys are those of evaluate's glue metric.
@@ -140,18 +140,6 @@ def glue_rows(reports: dict[str, tuple[Path, dict[str, Any]]]) -> list[dict[str,
     return rows
 
 
-def git_commit() -> str | None:
-    """HEAD of the repository this package lives in, None outside a git checkout."""
-    try:
-        result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
-                                capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if result.returncode != 0:
-        return None
-    return result.stdout.strip() or None
-
-
 def glue_summary(report_paths: list[str | Path], command: str = "distill report --glue") -> dict[str, Any]:
     """The JSON-able GLUE summary of these runs (one report per task)."""
     loaded: dict[str, tuple[Path, dict[str, Any]]] = {}
@@ -167,12 +155,16 @@ def glue_summary(report_paths: list[str | Path], command: str = "distill report 
         "rows": glue_rows(ordered),
         "macro_definition": MACRO_DEFINITION,
         "rendered_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "commit": git_commit(),
+        "commit": code_commit(),
         "command": command,
     }
 
 
 # ---------------------------------------------------------------- markdown
+
+
+def short_commit(commit: str) -> str:
+    return commit[:12] + ("+dirty" if commit.endswith("+dirty") else "")
 
 
 def _score_cell(score: dict[str, Any] | None) -> str:
@@ -218,7 +210,8 @@ def glue_markdown(summary: dict[str, Any]) -> str:
     for task, entry in summary["tasks"].items():
         report = entry["report"]
         lines.append(f"- {GLUE_TASKS[task][0]}: `{entry['report_path']}`, {report.get('date', '?')}, "
-                     f"`{report.get('command', '?')}`; {report.get('machine', '?')}")
+                     f"`{report.get('command', '?')}`; {report.get('machine', '?')}"
+                     + (f"; commit {short_commit(report['commit'])}" if report.get("commit") else ""))
     lines += ["", f"Rendered {summary['rendered_at']} by `{summary['command']}`"
-              + (f" at commit {summary['commit'][:12]}" if summary["commit"] else "") + "."]
+              + (f" at commit {short_commit(summary['commit'])}" if summary["commit"] else "") + "."]
     return "\n".join(lines)

@@ -1,9 +1,10 @@
 """What this machine and environment are: the CPU (/proc/cpuinfo read once; Linux, elsewhere
 empty) for the int8 preset, the bf16 choice and every report's machine line; the key packages'
-versions for every report."""
+versions and distill's own commit for every report."""
 
 from __future__ import annotations
 
+import subprocess
 from functools import cache
 from pathlib import Path
 
@@ -42,6 +43,30 @@ def package_versions() -> dict[str, str]:
         except PackageNotFoundError:
             pass
     return found
+
+
+def git_commit(folder: Path) -> str | None:
+    """The commit checked out where `folder` lives, with "+dirty" when tracked files under `folder`
+    differ from it; None outside a git checkout."""
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", *args], cwd=folder, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    if not commit:
+        return None
+    return commit + ("+dirty" if git("status", "--porcelain", "--untracked-files=no", "--", ".") else "")
+
+
+@cache
+def code_commit() -> str | None:
+    """distill's own commit (None for an installed wheel). Read once per process, so a run reports
+    the code it started with."""
+    return git_commit(Path(__file__).resolve().parent)
 
 
 if __name__ == "__main__":  # `python -m distill.machine`: this environment's versions, as JSON

@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from distill.machine import cpu_info, package_versions
+from distill.machine import code_commit, cpu_info, package_versions
 from distill.recipe import Recipe
 
 PLOT_FILE = "report.png"
@@ -81,6 +81,7 @@ def build_report(recipe: Recipe | None, task, records: list[dict[str, Any]], com
         "command": command,
         "machine": machine_info(),
         "packages": package_versions(),
+        "commit": code_commit(),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "stages": with_teacher_ratios(records, reference),
     }

@@ -5,6 +5,7 @@ fixed length, memory from a fresh process, ratios to the teacher from the same m
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import torch
 from conftest import wordpiece_tokenizer
 from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
 
+import distill
 from distill.bench import benchmark_folders, dev_texts, fixed_length_inputs, median_latencies, peak_memory_bytes
 from distill.cli import main
 from distill.models import label_config, save_model
@@ -146,6 +148,16 @@ def test_report_writes_a_table_json_and_a_plot(tmp_path):
     assert report["benchmark"] == settings and report["reference"] == "teacher"
     assert report["stages"][1]["speedup_vs_teacher_bs32"] == 2.0
     assert (tmp_path / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_names_the_commit_of_the_code_that_ran(tmp_path):
+    recipe = validate_recipe({"name": "r", "task": "sst2", "stages": [{"kind": "teacher"}]})
+    write_report(tmp_path, recipe, get_task("sst2"), timed_records(), "distill run r.yaml")
+    package = Path(distill.__file__).parent
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=package, capture_output=True, text=True)
+    if head.returncode != 0:
+        pytest.skip("distill is not running from a git checkout")
+    assert json.loads((tmp_path / "report.json").read_text())["commit"].removesuffix("+dirty") == head.stdout.strip()
 
 
 def test_report_without_timings_has_no_latency_columns_and_no_plot(tmp_path):

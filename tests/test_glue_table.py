@@ -136,6 +136,13 @@ def test_cli_prints_the_tables_and_writes_json_and_markdown(two_runs, tmp_path, 
     assert out_md.read_text().strip() == printed.strip()
 
 
+def test_each_runs_commit_is_named_under_the_table(tmp_path):
+    run = write_run(tmp_path, "rte", [stage("teacher", {"accuracy": 0.7})])
+    report = json.loads((run / "report.json").read_text())
+    (run / "report.json").write_text(json.dumps(report | {"commit": "0123456789abcdef0123+dirty"}))
+    assert "`distill run rte.yaml`; test machine; commit 0123456789ab+dirty" in glue_markdown(glue_summary([run]))
+
+
 def test_cli_accepts_report_json_paths(two_runs, capsys):
     assert main(["report", "--glue", *(str(run / "report.json") for run in two_runs)]) == 0
     assert "| teacher | 80.00 |" in capsys.readouterr().out
