@@ -62,9 +62,10 @@ def variants(args: argparse.Namespace) -> list[bool]:
 
 def recovery_block(args: argparse.Namespace) -> dict:
     train = {"epochs": args.recovery_epochs, "batch_size": args.batch_size, "learning_rate": args.learning_rate}
-    if args.recovery_steps:
+    # `is not None`: a 0 goes to the recipe schema, which refuses it before any point runs.
+    if args.recovery_steps is not None:
         train["max_steps"] = args.recovery_steps
-    if args.recovery_eval_every:
+    if args.recovery_eval_every is not None:
         train["eval_every"] = args.recovery_eval_every
     return {"train": train, "distill": True}
 

@@ -16,6 +16,7 @@ from accelerate import Accelerator, DataLoaderConfiguration
 from distill.data import load_task_splits, make_collator, resolve_data_dir, take_subset, tokenize_splits
 from distill.errors import DistillError
 from distill.evaluation import evaluate_model
+from distill.machine import code_commit
 from distill.models import load_tokenizer
 from distill.preflight import check_output_dir, check_recipe_against_models
 from distill.recipe import Recipe, dump_recipe, fingerprint
@@ -167,6 +168,7 @@ class Pipeline:
         if accelerator.is_main_process:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             dump_recipe(recipe, self.run_dir / "recipe.yaml")
+        code_commit()  # read (and cached) now: reports name the code this run started with
         records: list[dict[str, Any]] = []
         for index, stage in enumerate(recipe.stages):
             stage_hash = stage_fingerprint(recipe, index, dict(ctx.stage_hashes))

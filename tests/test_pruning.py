@@ -474,6 +474,18 @@ def test_curve_recovery_runs_the_given_steps_and_scores_checkpoints_every_n_step
     assert every_100["train"]["eval_every"] == 100 and every_100["distill"] is True
 
 
+def test_a_zero_recovery_flag_is_refused_before_any_point_runs(tmp_path, capsys):
+    (tmp_path / "config.json").write_text(json.dumps({"architectures": ["BertForSequenceClassification"]}))
+    script = load_script("bench_pruning")
+    for flag in ("--recovery-steps", "--recovery-eval-every"):
+        out = tmp_path / "curve.json"
+        assert script.main(["--model", str(tmp_path), "--task", "sst2", "--out", str(out), "--head-shares", "0.5",
+                            "--ffn-shares", flag, "0"]) == 2
+        err = capsys.readouterr().err
+        assert "recovery.train." in err and "greater than 0" in err and len(err.strip().splitlines()) == 1
+        assert not out.exists()
+
+
 def test_the_both_curve_prunes_heads_and_ffn_neurons_at_the_same_share():
     script = load_script("bench_pruning")
     args = script.parse_args(["--model", "m", "--task", "sst2", "--out", "x.json", "--head-shares", "--ffn-shares",
