@@ -86,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--json", metavar="FILE", help="also write the summary (tables' cells and the reports) as JSON, "
                         "e.g. benchmarks/glue.json")
     report.add_argument("--markdown", metavar="FILE", help="also write the two tables to this markdown file")
+    report.add_argument("--rerun", nargs="+", default=[], metavar="RUN_DIR",
+                        help="reports of partial re-runs (distill run --stages) of tasks given to --glue: their stages "
+                             "replace the same-named stages of that task's report")
     return parser
 
 
@@ -193,9 +196,9 @@ def cmd_bench(args) -> int:
 def cmd_report(args) -> int:
     from distill.glue_table import glue_markdown, glue_summary
 
-    command = " ".join(["distill", "report", "--glue", *args.glue] + (["--json", args.json] if args.json else [])
-                       + (["--markdown", args.markdown] if args.markdown else []))
-    summary = glue_summary(args.glue, command=command)
+    command = " ".join(["distill", "report", "--glue", *args.glue] + (["--rerun", *args.rerun] if args.rerun else [])
+                       + (["--json", args.json] if args.json else []) + (["--markdown", args.markdown] if args.markdown else []))
+    summary = glue_summary(args.glue, command=command, reruns=args.rerun)
     markdown = glue_markdown(summary)
     print(markdown)
     # The notes go to stderr: stdout stays the markdown alone, for pipes.

@@ -140,19 +140,37 @@ def glue_rows(reports: dict[str, tuple[Path, dict[str, Any]]]) -> list[dict[str,
     return rows
 
 
-def glue_summary(report_paths: list[str | Path], command: str = "distill report --glue") -> dict[str, Any]:
-    """The JSON-able GLUE summary of these runs (one report per task)."""
+def glue_summary(report_paths: list[str | Path], command: str = "distill report --glue",
+                 reruns: list[str | Path] = ()) -> dict[str, Any]:
+    """The JSON-able GLUE summary of these runs (one report per task). Each of `reruns` is the
+    report of a partial re-run (`distill run --stages ...`) of a task given in `report_paths`: its
+    stages replace the same-named ones of that task's report, e.g. a stage re-run after a fix."""
     loaded: dict[str, tuple[Path, dict[str, Any]]] = {}
     for path in report_paths:
         file, report = load_report(path)
         if report["task"] in loaded:
             raise DistillError(f"{file}: a second report of task {report['task']!r} "
-                               f"(the first: {loaded[report['task']][0]})")
+                               f"(the first: {loaded[report['task']][0]}); give a partial re-run with --rerun")
         loaded[report["task"]] = (file, report)
-    ordered = {task: loaded[task] for task in GLUE_TASKS if task in loaded}
+    taken: dict[str, list[dict[str, Any]]] = {task: [] for task in loaded}
+    merged = {task: (file, {**report, "stages": list(report["stages"])}) for task, (file, report) in loaded.items()}
+    for path in reruns:
+        file, rerun = load_report(path)
+        if rerun["task"] not in merged:
+            raise DistillError(f"{file}: a re-run of task {rerun['task']!r}, which has no report among --glue")
+        stages = merged[rerun["task"]][1]["stages"]
+        for record in rerun["stages"]:
+            names = [r["stage"] for r in stages]
+            if record["stage"] in names:
+                stages[names.index(record["stage"])] = record
+            else:
+                stages.append(record)
+        taken[rerun["task"]].append({"report": rerun, "report_path": str(file), "stages": [r["stage"] for r in rerun["stages"]]})
+    ordered = [task for task in GLUE_TASKS if task in loaded]
     return {
-        "tasks": {task: {"report": report, "report_path": str(file)} for task, (file, report) in ordered.items()},
-        "rows": glue_rows(ordered),
+        "tasks": {task: {"report": loaded[task][1], "report_path": str(loaded[task][0]), "reruns": taken[task]}
+                  for task in ordered},
+        "rows": glue_rows({task: merged[task] for task in ordered}),
         "macro_definition": MACRO_DEFINITION,
         "rendered_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "commit": code_commit(),
@@ -187,6 +205,12 @@ def _efficiency_cell(row: dict[str, Any], key: str) -> str:
     return text + (f" ({cell['n_tasks']}/{len(row['tasks'])} tasks)" if cell["n_tasks"] < len(row["tasks"]) else "")
 
 
+def _provenance(entry: dict[str, Any]) -> str:
+    report = entry["report"]
+    return (f"`{entry['report_path']}`, {report.get('date', '?')}, `{report.get('command', '?')}`; {report.get('machine', '?')}"
+            + (f"; commit {short_commit(report['commit'])}" if report.get("commit") else ""))
+
+
 def glue_markdown(summary: dict[str, Any]) -> str:
     """The score table and the size/speed table, with the definitions under them."""
     tasks = list(summary["tasks"])
@@ -208,10 +232,9 @@ def glue_markdown(summary: dict[str, Any]) -> str:
               "the teacher's batch-1 latency over the row's, measured in the same process, then averaged over tasks.",
               "", "Runs:"]
     for task, entry in summary["tasks"].items():
-        report = entry["report"]
-        lines.append(f"- {GLUE_TASKS[task][0]}: `{entry['report_path']}`, {report.get('date', '?')}, "
-                     f"`{report.get('command', '?')}`; {report.get('machine', '?')}"
-                     + (f"; commit {short_commit(report['commit'])}" if report.get("commit") else ""))
+        lines.append(f"- {GLUE_TASKS[task][0]}: " + _provenance(entry))
+        lines += [f"  - its stages {', '.join(rerun['stages'])} from the re-run " + _provenance(rerun)
+                  for rerun in entry.get("reruns", [])]
     lines += ["", f"Rendered {summary['rendered_at']} by `{summary['command']}`"
               + (f" at commit {short_commit(summary['commit'])}" if summary["commit"] else "") + "."]
     return "\n".join(lines)

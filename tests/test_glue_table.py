@@ -163,6 +163,25 @@ def test_two_reports_of_the_same_task_exit_2(two_runs, tmp_path, capsys):
     assert str(again / "report.json") in err and "'rte'" in err and len(err.strip().splitlines()) == 1
 
 
+def test_a_rerun_replaces_the_stages_it_ran_and_is_named_under_the_table(two_runs, tmp_path):
+    rerun = write_run(tmp_path, "rte", [stage("baseline", {"accuracy": 0.66}), stage("pruned_qat", {"accuracy": 0.64})],
+                      folder="glue_rte_qat_rerun")
+    summary = glue_summary(two_runs, reruns=[rerun])
+    rows = rows_by_stage(summary)
+    assert rows["baseline"]["scores"]["rte"]["mean"] == pytest.approx(66.0)  # replaced: was 60
+    assert rows["pruned_qat"]["scores"]["rte"]["mean"] == pytest.approx(64.0)  # added
+    assert rows["student"]["scores"]["rte"]["mean"] == pytest.approx(63.0)  # kept from the first report
+    assert summary["tasks"]["rte"]["reruns"][0]["stages"] == ["baseline", "pruned_qat"]
+    assert f"its stages baseline, pruned_qat from the re-run `{rerun / 'report.json'}`" in glue_markdown(summary)
+
+
+def test_a_rerun_of_a_task_without_its_report_exits_2(two_runs, tmp_path, capsys):
+    rerun = write_run(tmp_path, "mrpc", [stage("teacher", {"f1": 0.8, "accuracy": 0.7})], folder="glue_mrpc_rerun")
+    assert main(["report", "--glue", *map(str, two_runs), "--rerun", str(rerun)]) == 2
+    err = capsys.readouterr().err
+    assert str(rerun / "report.json") in err and "'mrpc'" in err and len(err.strip().splitlines()) == 1
+
+
 def test_a_report_of_a_task_outside_glue_exits_2(tmp_path, capsys):
     run = write_run(tmp_path, "wnut17", [stage("teacher", {"f1": 0.4})])
     assert main(["report", "--glue", str(run)]) == 2
