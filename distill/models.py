@@ -122,9 +122,15 @@ def load_model_source(source: ModelSource, task: TaskSpec, **kwargs) -> PreTrain
 def load_tokenizer(source: str, *, trust_remote_code: bool = False, revision: str | None = None):
     path = resolve_model_path(source)
     try:
-        return AutoTokenizer.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as err:
         raise DistillError(f"tokenizer of '{source}': cannot load ({str(err).splitlines()[0]})") from None
+    # transformers 5 builds a tokenizer from config.json alone when the folder has no tokenizer files:
+    # special tokens only, so every word becomes [UNK] and the model is scored on noise.
+    if len(tokenizer) <= len(set(tokenizer.all_special_tokens)):
+        raise DistillError(f"tokenizer of '{source}': no vocabulary, only {len(tokenizer)} special tokens "
+                           "(tokenizer files missing? save the tokenizer beside the model)")
+    return tokenizer
 
 
 def encoder_layers(model: nn.Module) -> tuple[str, nn.ModuleList]:

@@ -111,3 +111,14 @@ def test_classifier_config_carries_label_names(tmp_path, teacher):
     teacher.save_pretrained(tmp_path)
     model = load_classifier(str(tmp_path), get_task("sst2"))
     assert model.config.id2label == {0: "negative", 1: "positive"}
+
+
+def test_a_model_folder_without_tokenizer_files_is_refused_by_eval_in_one_line(tmp_path, teacher, glue_data_dir, capsys):
+    # transformers 5 would build a special-tokens-only tokenizer from config.json and score noise.
+    from distill.cli import main
+
+    teacher.save_pretrained(tmp_path / "model")
+    capsys.readouterr()  # save_pretrained's progress bar
+    assert main(["eval", str(tmp_path / "model"), "--task", "sst2", "--data-dir", str(glue_data_dir), "--limit", "8"]) == 2
+    err = capsys.readouterr().err
+    assert "no vocabulary" in err and str(tmp_path / "model") in err and len(err.strip().splitlines()) == 1
