@@ -154,6 +154,19 @@ def test_the_exported_graph_stores_the_embedding_tables_and_encoder_weights_in_e
     assert sum(node.op_type == "Gather" for node in graph.node if node.input[0].endswith("_quantized")) == 3
 
 
+def test_reduce_range_exports_and_stores_every_encoder_weight_in_seven_bits(tiny_bert, tmp_path):
+    import onnx
+    from onnx import numpy_helper
+
+    tokenizer = wordpiece_tokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"w{i}" for i in range(55)])
+    insert_fake_quant(tiny_bert, skipped_linear_paths(tiny_bert, None), momentum=0.01, reduce_range=True)
+    calibrate(tiny_bert, [{"input_ids": torch.randint(5, 60, (4, 12)), "attention_mask": torch.ones(4, 12, dtype=torch.long)}])
+    export_qat_onnx(tiny_bert, tokenizer, tmp_path / "qat", {"mode": "qat"})
+    graph = onnx.load(str(tmp_path / "qat" / "model.onnx")).graph
+    int8_weights = [numpy_helper.to_array(t) for t in graph.initializer if t.data_type == onnx.TensorProto.INT8 and len(t.dims) == 2]
+    assert len(int8_weights) == 12 and max(int(np.abs(w.astype(np.int32)).max()) for w in int8_weights) == 63
+
+
 def test_calibration_without_inputs_reaching_a_layer_is_an_error(tiny_bert):
     insert_fake_quant(tiny_bert, [], momentum=0.01)
     with pytest.raises(RuntimeError, match="saw no input"):

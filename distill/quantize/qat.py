@@ -74,7 +74,9 @@ class FakeQuantLinear(nn.Module):
     def quantized_weight(self) -> torch.Tensor:
         scale = torch.clamp(self.weight.detach().abs().amax(dim=1).float() / self.qmax, min=1e-8)
         zero = torch.zeros_like(scale, dtype=torch.int32)
-        return torch.fake_quantize_per_channel_affine(self.weight.float(), scale, zero, 0, -self.qmax - 1, self.qmax)
+        # The int8 range, also for 7-bit weights: |w / scale| <= qmax already, so the values are the
+        # same, and ONNX export accepts only (-128, 127) for int8 (not reduce_range's (-64, 63)).
+        return torch.fake_quantize_per_channel_affine(self.weight.float(), scale, zero, 0, -128, 127)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # fp32 inside, also under bf16 autocast: the fake-quant ops and the ranges are float32.
