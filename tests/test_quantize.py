@@ -446,10 +446,16 @@ def minilm_sst2(minilm_dir, glue_data_dir, tmp_path_factory):
                            fp32=logits_of(model, inputs).argmax(-1).numpy())
 
 
+# The head's margins are small by construction, so a few sentences flip: measured 0.93+ with int8
+# weights (VNNI machines) and 0.91 / 0.92 with the uint8 weights `isa: auto` builds on AVX2-only CPUs.
+# A broken int8 path (the saturation collapse of NNCF #1498) agrees on about half.
+INT8_AGREEMENT = 0.9
+
+
 @pytest.mark.integration
 def test_ort_int8_agrees_with_fp32_on_real_dev_sentences(minilm_sst2):
     int8 = logits_of(load_onnx_classifier(minilm_sst2.root / "int8"), minilm_sst2.inputs).argmax(-1).numpy()
-    assert (int8 == minilm_sst2.fp32).mean() >= 0.93
+    assert (int8 == minilm_sst2.fp32).mean() >= INT8_AGREEMENT
     assert weights_size_bytes(minilm_sst2.root / "int8") < 0.3 * weights_size_bytes(minilm_sst2.root / "torch")
 
 
@@ -458,7 +464,7 @@ def test_ort_int8_minilm_fuses_attention_at_level_2_and_keeps_its_predictions(mi
     details = build_onnx_classifier(minilm_sst2.model, minilm_sst2.tokenizer, tmp_path / "o2int8", optimization_level=2)
     assert (details["fused_operators"]["Attention"], details["fused_operators"]["EmbedLayerNormalization"]) == (6, 1)
     fused = logits_of(load_onnx_classifier(tmp_path / "o2int8"), minilm_sst2.inputs).argmax(-1).numpy()
-    assert (fused == minilm_sst2.fp32).mean() >= 0.93
+    assert (fused == minilm_sst2.fp32).mean() >= INT8_AGREEMENT
 
 
 @pytest.mark.integration
