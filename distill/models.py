@@ -125,6 +125,8 @@ def load_tokenizer(source: str, *, trust_remote_code: bool = False, revision: st
         tokenizer = AutoTokenizer.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as err:
         raise DistillError(f"tokenizer of '{source}': cannot load ({str(err).splitlines()[0]})") from None
+    except TypeError:  # transformers 4.x on a folder without tokenizer files: vocab_file is None
+        raise DistillError(f"tokenizer of '{source}': no vocabulary (tokenizer files missing? save the tokenizer beside the model)") from None
     # transformers 5 builds a tokenizer from config.json alone when the folder has no tokenizer files:
     # special tokens only, so every word becomes [UNK] and the model is scored on noise.
     if len(tokenizer) <= len(set(tokenizer.all_special_tokens)):
