@@ -153,24 +153,20 @@ def glue_summary(report_paths: list[str | Path], command: str = "distill report 
                                f"(the first: {loaded[report['task']][0]}); give a partial re-run with --rerun")
         loaded[report["task"]] = (file, report)
     taken: dict[str, list[dict[str, Any]]] = {task: [] for task in loaded}
-    merged = {task: (file, {**report, "stages": list(report["stages"])}) for task, (file, report) in loaded.items()}
+    # stage name -> record; a re-run's record takes its stage's place, a new stage goes last.
+    stages = {task: {r["stage"]: r for r in report["stages"]} for task, (_, report) in loaded.items()}
     for path in reruns:
         file, rerun = load_report(path)
-        if rerun["task"] not in merged:
+        if rerun["task"] not in loaded:
             raise DistillError(f"{file}: a re-run of task {rerun['task']!r}, which has no report among --glue")
-        stages = merged[rerun["task"]][1]["stages"]
-        for record in rerun["stages"]:
-            names = [r["stage"] for r in stages]
-            if record["stage"] in names:
-                stages[names.index(record["stage"])] = record
-            else:
-                stages.append(record)
+        stages[rerun["task"]].update((r["stage"], r) for r in rerun["stages"])
         taken[rerun["task"]].append({"report": rerun, "report_path": str(file), "stages": [r["stage"] for r in rerun["stages"]]})
     ordered = [task for task in GLUE_TASKS if task in loaded]
+    merged = {task: (loaded[task][0], {**loaded[task][1], "stages": list(stages[task].values())}) for task in ordered}
     return {
         "tasks": {task: {"report": loaded[task][1], "report_path": str(loaded[task][0]), "reruns": taken[task]}
                   for task in ordered},
-        "rows": glue_rows({task: merged[task] for task in ordered}),
+        "rows": glue_rows(merged),
         "macro_definition": MACRO_DEFINITION,
         "rendered_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "commit": code_commit(),

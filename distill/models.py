@@ -119,6 +119,9 @@ def load_model_source(source: ModelSource, task: TaskSpec, **kwargs) -> PreTrain
     )
 
 
+MISSING_TOKENIZER_HINT = "tokenizer files missing? save the tokenizer beside the model"
+
+
 def load_tokenizer(source: str, *, trust_remote_code: bool = False, revision: str | None = None):
     path = resolve_model_path(source)
     try:
@@ -126,12 +129,11 @@ def load_tokenizer(source: str, *, trust_remote_code: bool = False, revision: st
     except (OSError, ValueError) as err:
         raise DistillError(f"tokenizer of '{source}': cannot load ({str(err).splitlines()[0]})") from None
     except TypeError:  # transformers 4.x on a folder without tokenizer files: vocab_file is None
-        raise DistillError(f"tokenizer of '{source}': no vocabulary (tokenizer files missing? save the tokenizer beside the model)") from None
+        raise DistillError(f"tokenizer of '{source}': no vocabulary ({MISSING_TOKENIZER_HINT})") from None
     # transformers 5 builds a tokenizer from config.json alone when the folder has no tokenizer files:
     # special tokens only, so every word becomes [UNK] and the model is scored on noise.
     if len(tokenizer) <= len(set(tokenizer.all_special_tokens)):
-        raise DistillError(f"tokenizer of '{source}': no vocabulary, only {len(tokenizer)} special tokens "
-                           "(tokenizer files missing? save the tokenizer beside the model)")
+        raise DistillError(f"tokenizer of '{source}': no vocabulary, only {len(tokenizer)} special tokens ({MISSING_TOKENIZER_HINT})")
     return tokenizer
 
 
