@@ -40,6 +40,9 @@ def add_common_args(parser: argparse.ArgumentParser, work_dir: str) -> None:
     parser.add_argument("--recovery-steps", type=int, help="optimizer steps per recovery (overrides epochs)")
     parser.add_argument("--recovery-eval-every", type=int,
                         help="score recovery checkpoints on the holdout every this many steps (default: at its end)")
+    # The chain's recovery adds hidden-state terms to the soft targets (recipes/sst2_chain.yaml).
+    parser.add_argument("--recovery-alpha-hidden", type=float, default=0.0, help="weight of recovery's hidden-state MSE (default 0)")
+    parser.add_argument("--recovery-alpha-attention", type=float, default=0.0, help="weight of recovery's attention KL (default 0)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--learning-rate", type=float, default=5e-5)
     parser.add_argument("--max-length", type=int, default=128)
@@ -67,7 +70,8 @@ def recovery_block(args: argparse.Namespace) -> dict:
         train["max_steps"] = args.recovery_steps
     if args.recovery_eval_every is not None:
         train["eval_every"] = args.recovery_eval_every
-    return {"train": train, "distill": True}
+    loss = {"alpha_hidden": args.recovery_alpha_hidden, "alpha_attention": args.recovery_alpha_attention}
+    return {"train": train, "distill": True, "loss": loss}
 
 
 def curve_recipe(name: str, args: argparse.Namespace, point_stages: list[dict]) -> dict:

@@ -474,6 +474,16 @@ def test_curve_recovery_runs_the_given_steps_and_scores_checkpoints_every_n_step
     assert every_100["train"]["eval_every"] == 100 and every_100["distill"] is True
 
 
+def test_curve_recovery_adds_hidden_and_attention_terms_when_asked():
+    script = load_script("bench_pruning")
+    base = ["--model", "m", "--task", "sst2", "--out", "x.json"]
+    assert recovery_block(script.parse_args(base))["loss"] == {"alpha_hidden": 0.0, "alpha_attention": 0.0}
+    hidden = recovery_block(script.parse_args([*base, "--recovery-alpha-hidden", "1"]))
+    assert hidden["loss"] == {"alpha_hidden": 1.0, "alpha_attention": 0.0}
+    assert script.bench_recipe(script.parse_args([*base, "--recovery-alpha-hidden", "1", "--head-shares", "0.5", "--ffn-shares"]))[
+        "stages"][-1]["recovery"]["loss"]["alpha_hidden"] == 1.0
+
+
 def test_a_zero_recovery_flag_is_refused_before_any_point_runs(tmp_path, capsys):
     (tmp_path / "config.json").write_text(json.dumps({"architectures": ["BertForSequenceClassification"]}))
     script = load_script("bench_pruning")
