@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from distill.bench import benchmark_folders, dev_texts
 from distill.errors import DistillError
+from distill.machine import code_commit, package_versions
 from distill.models import load_tokenizer
 from distill.pipeline import RunContext, finished_record, prepare_data, stage_fingerprint, task_of
 from distill.recipe import BenchmarkConfig, validate_recipe
@@ -42,7 +43,6 @@ def add_common_args(parser: argparse.ArgumentParser, work_dir: str) -> None:
                         help="score recovery checkpoints on the holdout every this many steps (default: at its end)")
     # The chain's recovery adds hidden-state terms to the soft targets (recipes/sst2_chain.yaml).
     parser.add_argument("--recovery-alpha-hidden", type=float, default=0.0, help="weight of recovery's hidden-state MSE (default 0)")
-    parser.add_argument("--recovery-alpha-attention", type=float, default=0.0, help="weight of recovery's attention KL (default 0)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--learning-rate", type=float, default=5e-5)
     parser.add_argument("--max-length", type=int, default=128)
@@ -70,8 +70,7 @@ def recovery_block(args: argparse.Namespace) -> dict:
         train["max_steps"] = args.recovery_steps
     if args.recovery_eval_every is not None:
         train["eval_every"] = args.recovery_eval_every
-    loss = {"alpha_hidden": args.recovery_alpha_hidden, "alpha_attention": args.recovery_alpha_attention}
-    return {"train": train, "distill": True, "loss": loss}
+    return {"train": train, "distill": True, "loss": {"alpha_hidden": args.recovery_alpha_hidden}}
 
 
 def curve_recipe(name: str, args: argparse.Namespace, point_stages: list[dict]) -> dict:
@@ -127,14 +126,16 @@ def run_curve(script: str, args: argparse.Namespace, raw_recipe: dict, kind: str
 
     records, folders, out = [], {}, Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    provenance = {"model": args.model, "task": task.name, "command": command, "machine": machine_info()}
+    provenance = {"model": args.model, "task": task.name, "command": command, "machine": machine_info(),
+                  "packages": package_versions(), "commit": code_commit()}
     for index, stage in enumerate(recipe.stages):
         if stage.kind != kind:
             continue
         stage_hash = stage_fingerprint(recipe, index, {"model": str(Path(args.model).resolve()), "teacher": args.teacher})
         out_dir = work_dir / stage.name
         record = finished_record(out_dir, stage_hash) or run_stage(ctx, stage, out_dir, stage_hash)
-        record.update(describe(stage), **provenance, recovery=stage.recovery is not None,
+        # `recovery` says whether the point recovered; the stage's holdout checks (kept or not) stay beside it.
+        record.update(describe(stage), **provenance, recovery=stage.recovery is not None, recovery_checks=record.get("recovery"),
                       date=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
         records.append(record)
         folders[stage.name] = out_dir

@@ -474,12 +474,11 @@ def test_curve_recovery_runs_the_given_steps_and_scores_checkpoints_every_n_step
     assert every_100["train"]["eval_every"] == 100 and every_100["distill"] is True
 
 
-def test_curve_recovery_adds_hidden_and_attention_terms_when_asked():
+def test_curve_recovery_adds_the_hidden_state_term_when_asked():
     script = load_script("bench_pruning")
     base = ["--model", "m", "--task", "sst2", "--out", "x.json"]
-    assert recovery_block(script.parse_args(base))["loss"] == {"alpha_hidden": 0.0, "alpha_attention": 0.0}
-    hidden = recovery_block(script.parse_args([*base, "--recovery-alpha-hidden", "1"]))
-    assert hidden["loss"] == {"alpha_hidden": 1.0, "alpha_attention": 0.0}
+    assert recovery_block(script.parse_args(base))["loss"] == {"alpha_hidden": 0.0}
+    assert recovery_block(script.parse_args([*base, "--recovery-alpha-hidden", "1"]))["loss"] == {"alpha_hidden": 1.0}
     assert script.bench_recipe(script.parse_args([*base, "--recovery-alpha-hidden", "1", "--head-shares", "0.5", "--ffn-shares"]))[
         "stages"][-1]["recovery"]["loss"]["alpha_hidden"] == 1.0
 
@@ -524,6 +523,24 @@ def test_pruning_curve_script_writes_one_timed_record_per_point(tmp_path, glue_d
     assert [r["ffn_pruned"] for r in records] == [0, 0, 6 * 1536 // 2, 6 * 1536 // 2]
     assert all(r["latency_ms_bs1"] > 0 and r["latency_ms_bs4"] > 0 for r in records)
     assert records[1]["params"] < records[0]["params"] and records[0]["command"].startswith("python scripts/bench_pruning.py")
+    assert records[0]["packages"]["transformers"] and "commit" in records[0]  # provenance: versions and code
+
+
+@pytest.mark.integration
+def test_a_recovered_curve_point_keeps_its_holdout_check(tmp_path, glue_data_dir, minilm_classifier_dir):
+    script = load_script("bench_pruning")
+    out = tmp_path / "curve.json"
+    args = ["--model", str(minilm_classifier_dir), "--task", "sst2", "--out", str(out), "--data-dir", str(glue_data_dir),
+            "--work-dir", str(tmp_path / "work"), "--head-shares", "0.5", "--ffn-shares", "--no-plain",
+            "--recovery-steps", "2", "--recovery-alpha-hidden", "1", "--train-limit", "64", "--holdout-size", "16",
+            "--eval-limit", "32", "--max-length", "32", "--importance-batches", "2", "--batch-size", "8",
+            "--latency-batch-sizes", "1", "--warmup", "1", "--repeats", "2", "--threads", "1"]
+    assert script.main(args) == 0
+    (record,) = json.loads(out.read_text())
+    assert record["recovery"] is True and record["train_steps"] == 2
+    (check,) = record["recovery_checks"]
+    assert set(check) == {"selection_before", "selection_after", "recovery_kept"}
+    assert check["recovery_kept"] == (check["selection_after"] > check["selection_before"])
 
 
 # ---------------------------------------------------------------- recovery never hurts
