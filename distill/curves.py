@@ -20,11 +20,10 @@ from pydantic import ValidationError
 
 from distill.bench import benchmark_folders, dev_texts
 from distill.errors import DistillError
-from distill.machine import code_commit, package_versions
 from distill.models import load_tokenizer
 from distill.pipeline import RunContext, finished_record, prepare_data, stage_fingerprint, task_of
 from distill.recipe import BenchmarkConfig, validate_recipe
-from distill.report import machine_info
+from distill.report import measured_on
 from distill.train import resolve_mixed_precision
 
 
@@ -126,8 +125,7 @@ def run_curve(script: str, args: argparse.Namespace, raw_recipe: dict, kind: str
 
     records, folders, out = [], {}, Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    provenance = {"model": args.model, "task": task.name, "command": command, "machine": machine_info(),
-                  "packages": package_versions(), "commit": code_commit()}
+    provenance = {"model": args.model, "task": task.name, "command": command, **measured_on()}
     for index, stage in enumerate(recipe.stages):
         if stage.kind != kind:
             continue

@@ -32,6 +32,11 @@ def machine_info() -> str:
     return f"{cpu}{isa}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), {platform.system()}"
 
 
+def measured_on() -> dict[str, Any]:
+    """Where a figure was measured: the machine, the key packages' versions and the code's commit."""
+    return {"machine": machine_info(), "packages": package_versions(), "commit": code_commit()}
+
+
 ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
 
 
@@ -79,9 +84,7 @@ def build_report(recipe: Recipe | None, task, records: list[dict[str, Any]], com
         "task": task.name,
         "metric": task.primary_metric,
         "command": command,
-        "machine": machine_info(),
-        "packages": package_versions(),
-        "commit": code_commit(),
+        **measured_on(),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "stages": with_teacher_ratios(records, reference),
     }
