@@ -66,8 +66,7 @@ def median_latencies(calls: dict[str, Callable[[], Any]], warmup: int, repeats: 
 def benchmark_folders(folders: dict[str, Path], texts: list[tuple[str, ...]], cfg: BenchmarkConfig) -> tuple[dict[str, dict], dict]:
     """{name: {backend, precision, latency_ms_bs<B>, throughput_bs<B>, peak_memory_bytes}} and the settings used."""
     import torch
-    from transformers import AutoTokenizer
-
+    from distill.models import load_tokenizer
     from distill.quantize.artifacts import load_artifact
 
     threads = cfg.threads or torch.get_num_threads()
@@ -77,7 +76,7 @@ def benchmark_folders(folders: dict[str, Path], texts: list[tuple[str, ...]], cf
         models, kinds, inputs = {}, {}, {}
         for name, folder in folders.items():
             models[name], kinds[name] = load_artifact(folder, threads=threads)
-            tokenizer = AutoTokenizer.from_pretrained(folder)
+            tokenizer = load_tokenizer(str(folder))
             inputs[name] = {b: fixed_length_inputs(tokenizer, texts[:b], cfg.seq_length) for b in cfg.batch_sizes}
         results = {name: {"backend": kinds[name].backend, "precision": kinds[name].precision} for name in folders}
         with torch.inference_mode():
@@ -131,12 +130,11 @@ def _memory_worker(payload: dict) -> int:
 
     torch.set_num_threads(payload["threads"])
     if payload["folder"]:
-        from transformers import AutoTokenizer
-
+        from distill.models import load_tokenizer
         from distill.quantize.artifacts import load_artifact
 
         model, _ = load_artifact(payload["folder"], threads=payload["threads"])
-        tokenizer = AutoTokenizer.from_pretrained(payload["folder"])
+        tokenizer = load_tokenizer(payload["folder"])
         inputs = fixed_length_inputs(tokenizer, [tuple(t) for t in payload["texts"]], payload["seq_length"])
         with torch.inference_mode():
             model(**inputs)

@@ -5,6 +5,7 @@ fixed length, memory from a fresh process, ratios to the teacher from the same m
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -223,3 +224,19 @@ def test_bench_command_rejects_bad_settings_in_one_line(artifacts, args, message
 def test_bench_command_refuses_a_folder_without_a_model(tmp_path, capsys):
     assert main(["bench", str(tmp_path), "--task", "sst2"]) == 2
     assert "not a model folder (no config.json)" in capsys.readouterr().err
+
+
+def test_bench_command_refuses_a_model_folder_without_its_tokenizer(artifacts, glue_data_dir, tmp_path, capsys):
+    # Its metrics.json spares the evaluation, so only the timing path reads the tokenizer: without its
+    # files transformers 5 would build one of special tokens only and time the model on [UNK]s.
+    folder = tmp_path / "no_tokenizer"
+    shutil.copytree(artifacts["fast"], folder)
+    for path in folder.iterdir():
+        if "token" in path.name or path.name == "vocab.txt":
+            path.unlink()
+    (folder / "metrics.json").write_text(json.dumps({"metric": "accuracy", "metric_value": 0.5,
+                                                     "metrics": {"accuracy": 0.5}, "params": 1}))
+    code = main(["bench", str(folder), "--task", "sst2", "--data-dir", str(glue_data_dir), "--batch-sizes", "1",
+                 "--seq-length", "16", "--warmup", "1", "--repeats", "1", "--no-memory", "--output-dir", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and f"tokenizer of '{folder}'" in err and len(err.strip().splitlines()) == 1

@@ -15,7 +15,7 @@ from transformers import BertConfig, BertForSequenceClassification
 
 from distill.quantize.artifacts import skipped_linear_paths
 from distill.quantize.qat import FakeQuantEmbedding, FakeQuantLinear, calibrate, export_qat_onnx, fake_quant_layers, insert_fake_quant, set_mode, \
-    table_qparams
+    table_qparams, weights_description
 from distill.recipe import validate_recipe
 
 
@@ -45,6 +45,11 @@ def test_reduce_range_keeps_weights_in_seven_bits():
     fq = layer(reduce_range=True)
     steps = fq.quantized_weight().detach() / (fq.weight.detach().abs().amax(dim=1, keepdim=True) / 63)
     assert steps.abs().max() <= 63 + 1e-4
+
+
+def test_a_reduce_range_record_says_its_weights_use_seven_bits():
+    assert "±63" in weights_description(True) and "reduce_range" in weights_description(True)
+    assert "±127" in weights_description(False) and "reduce_range" not in weights_description(False)
 
 
 def test_a_quantized_forward_is_the_linear_of_the_rounded_input_and_weight():

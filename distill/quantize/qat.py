@@ -38,6 +38,12 @@ def weight_qmax(reduce_range: bool) -> int:
     return 63 if reduce_range else 127
 
 
+def weights_description(reduce_range: bool) -> str:
+    """What a QAT record says about its weights: their bit width follows weight_qmax."""
+    return f"int8, symmetric, per output channel, values within ±{weight_qmax(reduce_range)}" + (
+        " (7 bits: reduce_range)" if reduce_range else "")
+
+
 class FakeQuantLinear(nn.Module):
     """nn.Linear with fake-quantized input and weight. Keeps the wrapped layer's parameters under
     their own names (weight, bias), so state dicts and optimizers see the same tensors."""

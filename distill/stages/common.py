@@ -10,7 +10,7 @@ from typing import Any
 
 from distill.errors import DistillError
 from distill.losses import hard_label_loss
-from distill.models import count_parameters, save_model, weights_size_bytes
+from distill.models import count_parameters, load_tokenizer, save_model, weights_size_bytes
 from distill.pipeline import commit_stage_dir
 from distill.recipe import dump_recipe
 from distill.train import TrainOutcome, train_model
@@ -42,9 +42,7 @@ def save_artifact(ctx, model, folder: Path, tokenizer=None) -> None:
 
 def require_run_vocabulary(ctx, folder: Path, field: str) -> None:
     """Training and pruning read the run's token ids; a trimmed vocabulary would take other ids."""
-    from transformers import AutoTokenizer
-
-    if AutoTokenizer.from_pretrained(folder).get_vocab() != ctx.tokenizer.get_vocab():
+    if load_tokenizer(str(folder)).get_vocab() != ctx.tokenizer.get_vocab():
         raise DistillError(f"{field}: {folder} has a trimmed vocabulary and this stage trains or prunes on the run's "
                            "token ids; put trim_vocab after the stages that train or prune (factorize, onnx, bnb, "
                            "cast and publish accept it)")

@@ -18,13 +18,13 @@ from pathlib import Path
 
 import numpy as np
 from torch import nn
-from transformers import AutoTokenizer, set_seed
+from transformers import set_seed
 
 from distill import checkpoints
 from distill.errors import DistillError
 from distill.lowrank.factorize import RankRule, factorize_model, factorized_ranks, linear_flops_per_token
 from distill.lowrank.vocab import InputIdMap, fed_ids_of, token_counts, token_id_map, tokens_to_keep, trim_vocabulary
-from distill.models import count_parameters, load_classifier
+from distill.models import count_parameters, load_classifier, load_tokenizer
 from distill.pipeline import RunContext, fresh_partial_dir, resumable_partial_dir
 from distill.recipe import FactorizeStage, TrimVocabStage
 from distill.stages.common import finish_stage, hard_label_step, save_artifact, stage_record, train_recovery
@@ -46,7 +46,7 @@ def _input(ctx: RunContext, stage, attn: str | None = None):
     record_file = folder / "metrics.json"
     record = json.loads(record_file.read_text()) if record_file.is_file() else {}
     model = load_classifier(str(folder), ctx.task, attn_implementation=attn)
-    return folder, model, AutoTokenizer.from_pretrained(folder), record
+    return folder, model, load_tokenizer(str(folder)), record
 
 
 def _unwrapped(model: nn.Module) -> nn.Module:
@@ -103,7 +103,7 @@ def run_factorize_stage(ctx: RunContext, stage: FactorizeStage, out_dir: Path, s
             teacher_name = recovery_teacher_name(ctx, stage)
             teacher_dir = ctx.outputs[teacher_name]
             teacher = load_classifier(str(teacher_dir), ctx.task, attn_implementation=attn).to(device).eval()
-            teacher = fed_ids_of(teacher, AutoTokenizer.from_pretrained(teacher_dir), ctx.tokenizer)
+            teacher = fed_ids_of(teacher, load_tokenizer(str(teacher_dir)), ctx.tokenizer)
         student, outcome, recovery_check = _recover(ctx, stage, student, teacher, partial)
     model = _unwrapped(student).eval()
     metrics = ctx.evaluate(model, tokenizer=tokenizer)  # on text tokenized its own way, as users run it

@@ -7,15 +7,15 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from transformers import AutoTokenizer, set_seed
+from transformers import set_seed
 
 from distill import checkpoints
 from distill.errors import DistillError
-from distill.models import count_parameters
+from distill.models import count_parameters, load_tokenizer
 from distill.pipeline import RunContext, commit_stage_dir, resumable_partial_dir
 from distill.quantize.artifacts import load_torch_classifier, skipped_linear_paths
 from distill.quantize.ort import detect_isa, load_onnx_classifier
-from distill.quantize.qat import calibrate, export_qat_onnx, insert_fake_quant, set_mode
+from distill.quantize.qat import calibrate, export_qat_onnx, insert_fake_quant, set_mode, weights_description
 from distill.recipe import QatStage
 from distill.stages.common import stage_record, write_stage_files
 from distill.stages.quantize import calibration_examples, in_vocabulary, input_artifact, stage_field
@@ -34,7 +34,7 @@ def run_qat_stage(ctx: RunContext, stage: QatStage, out_dir: Path, stage_hash: s
     started = time.perf_counter()
     source, input_record, tokenizer = input_artifact(ctx, stage)
     teacher_source = ctx.outputs[stage.teacher] if stage.teacher else source
-    if stage.teacher and AutoTokenizer.from_pretrained(teacher_source).get_vocab() != tokenizer.get_vocab():
+    if stage.teacher and load_tokenizer(str(teacher_source)).get_vocab() != tokenizer.get_vocab():
         raise DistillError(f"{stage_field(ctx, stage, 'teacher')}: '{stage.teacher}' has another vocabulary than the input "
                            f"{source} (trim_vocab); leave teacher unset to learn from the input model itself")
     needs_attention = stage.loss.alpha_attention > 0
@@ -67,7 +67,7 @@ def run_qat_stage(ctx: RunContext, stage: QatStage, out_dir: Path, stage_hash: s
             description=f"{stage.name} seed {seed}", extra_modules=[loss_fn], checkpoint_dir=folder / "checkpoints",
         )
         checkpoints.remove(folder / "checkpoints", ctx.accelerator)
-        details = {"mode": "qat", "format": "QDQ", "weights": "int8, symmetric, per output channel",
+        details = {"mode": "qat", "format": "QDQ", "weights": weights_description(reduce_range),
                    "activations": "uint8, asymmetric, per Linear input", "activation_ranges": stage.activation_ranges,
                    "embeddings": "uint8, asymmetric, per table" if stage.quantize_embeddings else "fp32",
                    "momentum": stage.momentum if stage.activation_ranges == "ema" else None, "reduce_range": reduce_range,

@@ -11,11 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoTokenizer
 
 from distill.errors import DistillError
 from distill.lowrank.vocab import token_id_map
-from distill.models import count_parameters
+from distill.models import count_parameters, load_tokenizer
 from distill.pipeline import RunContext, commit_stage_dir, fresh_partial_dir
 from distill.quantize.artifacts import (
     describe_artifact,
@@ -112,7 +111,7 @@ def input_artifact(ctx: RunContext, stage) -> tuple[Path, dict, Any]:
     if stage.max_metric_drop is not None and record.get("metric") != ctx.task.primary_metric:
         raise DistillError(f"{stage_field(ctx, stage, 'max_metric_drop')}: the input {source} has no recorded "
                            f"{ctx.task.primary_metric} (metrics.json) to compare with")
-    return source, record, AutoTokenizer.from_pretrained(source)
+    return source, record, load_tokenizer(str(source))
 
 
 def calibration_examples(ctx: RunContext, count: int, tokenizer):
