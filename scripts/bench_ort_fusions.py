@@ -66,9 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     import onnxruntime as ort
 
-    from distill.machine import package_versions
     from distill.quantize.ort import ort_session_options
-    from distill.report import machine_info
+    from distill.report import measured_on
 
     rng = np.random.default_rng(0)
     ops = {}
@@ -98,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             artifact[f"batch_{batch}"] = {"ms": ms, "speedup_without_fusion": ms["fusion on"] / ms["fusion off"]}
             print(f"{args.artifact} batch {batch}: fusion on {ms['fusion on']:.2f} ms, off {ms['fusion off']:.2f} ms")
     report = {"command": " ".join(["python", "scripts/bench_ort_fusions.py", *(argv if argv is not None else sys.argv[1:])]),
-              "machine": machine_info(), "packages": package_versions(), "onnxruntime": ort.__version__,
+              **measured_on(), "onnxruntime": ort.__version__,
               "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "threads": 1,
               "timing": "median of interleaved calls after warm-up (200 per op, 50 per artifact)",
               "one_op": ops, "artifact": artifact}

@@ -70,8 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         print("int8_on_avx2: qemu-x86_64 not found (apt-get install qemu-user)", file=sys.stderr)
         return 2
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from distill.machine import cpu_flags, package_versions
-    from distill.report import machine_info
+    from distill.machine import cpu_flags
+    from distill.report import measured_on
 
     probe = {"native_saturates": saturates(None), "emulated_saturates": saturates(args.cpu)}
     results = []
@@ -83,9 +83,9 @@ def main(argv: list[str] | None = None) -> int:
                         "mode": quantization.get("mode"), "native": native, "emulated_avx2": avx2})
         print(f"{folder}: native {native.get('accuracy', native)}; emulated {args.cpu} {avx2.get('accuracy', avx2)}")
     report = {"command": " ".join(["python", "scripts/int8_on_avx2.py", *(argv or sys.argv[1:])]),
-              "machine": machine_info(), "host_flags": sorted(cpu_flags() & {"avx2", "avx512f", "avx512_vnni", "avx512_bf16"}),
+              **measured_on(), "host_flags": sorted(cpu_flags() & {"avx2", "avx512f", "avx512_vnni", "avx512_bf16"}),
               "emulated_cpu": f"qemu-x86_64 -cpu {args.cpu} (TCG: no AVX-512, no VNNI)", "probe": probe,
-              "packages": package_versions(), "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+              "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
               "task": args.task, "results": results}
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     return 0

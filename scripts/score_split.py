@@ -16,17 +16,13 @@ import argparse
 import datetime as dt
 import json
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
 import yaml
 
-from distill import machine
 from distill.errors import DistillError
 from distill.tasks import get_task
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def score_folder(folder: Path, task, split, max_length: int, batch_size: int) -> dict[str, float]:
@@ -46,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     command = " ".join(["python", "scripts/score_split.py", *(sys.argv[1:] if argv is None else argv)])
     from distill.cli import _quiet_libraries
+    from distill.report import measured_on
 
     _quiet_libraries()  # the loaders' progress bars and notes, as under `distill`
     try:
@@ -78,9 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     except DistillError as err:
         print(f"score_split: error: {err}", file=sys.stderr)
         return 2
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
     report[f"{args.split}_scoring"] = {
-        "command": command, "commit": commit, "machine": machine.cpu_info(), "packages": machine.package_versions(),
+        "command": command, **measured_on(),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
