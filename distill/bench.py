@@ -256,7 +256,7 @@ def evaluate_folder(folder: Path, task, split, batch_size: int, max_length: int)
 
 def _parameter_count(model, kind, folder: Path) -> int:
     if kind.backend == "onnxruntime":
-        from distill.quantize.ort import onnx_parameter_count
+        from distill.quantize.ort_session import onnx_parameter_count
 
         return onnx_parameter_count(folder)
     if kind.backend == "bitsandbytes":

@@ -1,7 +1,7 @@
 """Is a load-time fusion of ONNX Runtime slower than the ops it replaces? Times one
 SkipLayerNormalization (com.microsoft) against Add + LayerNormalization on the same inputs, each
 in a one-node graph with every graph optimization off, and an int8 artifact with the fusion on
-and off (the setting `distill.quantize.ort.DISABLED_FUSIONS` keeps).
+and off (the setting `distill.quantize.ort_session.DISABLED_FUSIONS` keeps).
 
   python scripts/bench_ort_fusions.py [--artifact runs/wnut17_chain/int8_full_vocab] --out benchmarks/ort_fusions.json
 
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     import onnxruntime as ort
 
-    from distill.quantize.ort import ort_session_options
+    from distill.quantize.ort_session import ort_session_options
     from distill.report import measured_on
 
     rng = np.random.default_rng(0)

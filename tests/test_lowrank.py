@@ -457,7 +457,7 @@ def test_lora_trim_vocab_and_factorize_run_in_a_recipe_on_minilm_and_sst2(tmp_pa
     # The int8 export carries the trimmed tokenizer, and is scored on text tokenized that way.
     assert AutoTokenizer.from_pretrained(run / "int8").get_vocab() == AutoTokenizer.from_pretrained(run / "trimmed").get_vocab()
     assert abs(int8["metric_value"] - factorized["metric_value"]) <= 2 / 16
-    from distill.quantize.ort import load_onnx_classifier
+    from distill.quantize.ort_session import load_onnx_classifier
 
     int8_model = load_onnx_classifier(run / "int8")
     int8_logits = int8_model(**AutoTokenizer.from_pretrained(run / "int8")(sentences, padding=True, return_tensors="np")).logits

@@ -127,7 +127,7 @@ def test_an_embedding_table_is_rounded_to_256_levels_of_one_uint8_range_that_hol
 
 
 def test_the_exported_qdq_graph_runs_its_matmuls_in_int8_and_gives_the_fake_quant_logits(tiny_bert, tmp_path):
-    from distill.quantize.ort import load_onnx_classifier
+    from distill.quantize.ort_session import load_onnx_classifier
 
     tokenizer = wordpiece_tokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"w{i}" for i in range(55)])
     insert_fake_quant(tiny_bert, skipped_linear_paths(tiny_bert, None), momentum=0.01)

@@ -19,7 +19,8 @@ from distill.models import count_parameters, label_config, save_model, weights_s
 from distill.quantize.artifacts import describe_artifact, load_artifact, require_torch_artifact
 from distill.quantize.bnb import bnb_config, load_bnb_classifier, parameter_count, quantize_bnb, quantized_linear_count
 from distill.quantize.cast import cast_classifier
-from distill.quantize.ort import build_onnx_classifier, detect_isa, load_onnx_classifier
+from distill.quantize.ort import build_onnx_classifier, detect_isa
+from distill.quantize.ort_session import load_onnx_classifier
 from distill.recipe import validate_recipe
 from distill.tasks import get_task
 
@@ -165,7 +166,7 @@ def test_our_sessions_leave_onnx_runtimes_skip_layernorm_fusion_off(tokenizer, t
     import onnx
     import onnxruntime
 
-    from distill.quantize.ort import ONNX_FILE, onnx_session, ort_session_options
+    from distill.quantize.ort_session import ONNX_FILE, onnx_session, ort_session_options
 
     build_onnx_classifier(tiny_bert(tokenizer), tokenizer, tmp_path / "int8")
 

@@ -78,7 +78,8 @@ def test_evaluation_scores_only_the_labelled_words(tiny_tagger):
 
 def test_onnx_export_of_a_tagger_has_one_row_per_token_at_any_length(tiny_tagger, tmp_path):
     pytest.importorskip("onnxruntime")
-    from distill.quantize.ort import export_onnx, onnx_session
+    from distill.quantize.ort import export_onnx
+    from distill.quantize.ort_session import onnx_session
 
     path = export_onnx(tiny_tagger, tmp_path / "model.onnx")
     ids = np.array([[2, 5, 6, 7, 8, 9, 10, 11, 12, 3]], dtype=np.int64)  # longer than the export's dummy

@@ -90,7 +90,7 @@ def test_onnx_tagger_gives_one_row_per_token_through_our_runtime_and_optimum(ner
     import numpy as np
     from transformers import AutoTokenizer
 
-    from distill.quantize.ort import load_onnx_classifier
+    from distill.quantize.ort_session import load_onnx_classifier
 
     folder = ner_run / "int8"
     encoded = AutoTokenizer.from_pretrained(folder)(["Maria flew to London", "the Yankees won"], padding=True, return_tensors="np")

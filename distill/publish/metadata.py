@@ -61,7 +61,7 @@ def is_quantizing(run: RunInfo, name: str) -> bool:
     kind, folder = run.kind(name), run.folder(name)
     if str(run.records.get(name, {}).get("precision")) in QUANTIZED_PRECISIONS or kind == "bnb" or "quant" in kind:
         return True
-    from distill.quantize.ort import is_quantized
+    from distill.quantize.ort_session import is_quantized
 
     return bool(onnx_files(folder)) and is_quantized(folder)
 

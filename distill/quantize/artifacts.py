@@ -32,7 +32,7 @@ def describe_artifact(folder: str | Path) -> ArtifactKind:
         raise DistillError(f"{folder}: not a model folder (no config.json)")
     config = json.loads(config_file.read_text())
     if any(folder.glob("*.onnx")):
-        from distill.quantize.ort import is_quantized
+        from distill.quantize.ort_session import is_quantized
 
         return ArtifactKind("onnxruntime", "int8" if is_quantized(folder) else "fp32")
     quantization = config.get("quantization_config") or {}
@@ -51,7 +51,7 @@ def load_artifact(folder: str | Path, *, threads: int | None = None):
     `threads` fixes ONNX Runtime's intra-op threads (torch's are process-wide: the caller sets them)."""
     kind = describe_artifact(folder)
     if kind.backend == "onnxruntime":
-        from distill.quantize.ort import load_onnx_classifier
+        from distill.quantize.ort_session import load_onnx_classifier
 
         return load_onnx_classifier(folder, threads), kind
     if kind.backend == "bitsandbytes":

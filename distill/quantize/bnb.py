@@ -18,11 +18,9 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from torch import nn
 from transformers import AutoConfig, BitsAndBytesConfig
 
 from distill.architectures import saved_model_class

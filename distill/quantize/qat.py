@@ -207,8 +207,8 @@ def export_qat_onnx(model: nn.Module, tokenizer, out_dir, details: dict) -> dict
 
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    from distill.quantize.ort import EXPORTER, ONNX_FILE, OPSET, ORT_CONFIG_FILE, export_onnx, int8_kernel_report, \
-        ort_session_options, quiet_onnx_tools
+    from distill.quantize.ort import EXPORTER, OPSET, export_onnx
+    from distill.quantize.ort_session import ONNX_FILE, ORT_CONFIG_FILE, int8_kernel_report, ort_session_options, quiet_onnx_tools
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,8 @@ from distill.errors import DistillError
 from distill.models import count_parameters, load_tokenizer
 from distill.pipeline import RunContext, commit_stage_dir, resumable_partial_dir
 from distill.quantize.artifacts import load_torch_classifier, skipped_linear_paths
-from distill.quantize.ort import detect_isa, load_onnx_classifier
+from distill.quantize.ort import detect_isa
+from distill.quantize.ort_session import load_onnx_classifier
 from distill.quantize.qat import calibrate, export_qat_onnx, insert_fake_quant, set_mode, weights_description
 from distill.recipe import QatStage
 from distill.stages.common import stage_record, write_stage_files

@@ -28,7 +28,8 @@ from distill.stages.common import save_artifact, stage_record, write_stage_files
 
 
 def run_onnx_stage(ctx: RunContext, stage: OnnxStage, out_dir: Path, stage_hash: str) -> dict:
-    from distill.quantize.ort import build_onnx_classifier, load_onnx_classifier
+    from distill.quantize.ort import build_onnx_classifier
+    from distill.quantize.ort_session import load_onnx_classifier
 
     started = time.perf_counter()
     source, input_record, tokenizer = input_artifact(ctx, stage)
