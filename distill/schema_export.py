@@ -61,6 +61,10 @@ class OnnxStage(Strict):
     # torch modules left fp32 (dotted names: "classifier", "bert.encoder.layer.2.output.dense"),
     # every Linear at or under them; none by default.
     keep_fp32: list[str] | None = Field(None, min_length=1)
+    # The activation x activation matmuls of attention (scores, scores x values): int8 as Optimum
+    # does, or fp32 as QAT leaves them (same int8 layout as a qat stage; on an AVX2-only CPU 1.09x
+    # faster at batch 1, benchmarks/int8_attention_matmuls.json).
+    attention_matmuls: Literal["int8", "fp32"] = "int8"
     max_metric_drop: float | None = Field(None, ge=0)  # fail when the metric falls more than this below the input's
 
     @field_validator("optimization_level")

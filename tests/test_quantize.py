@@ -195,6 +195,23 @@ def test_layers_kept_fp32_and_the_op_types_quantized_are_the_recipes(tokenizer, 
         onnx_nodes_of_modules(tmp_path / "all" / "model.onnx", ["bert.nothing"])
 
 
+@pytest.mark.parametrize("quantization", ["dynamic", "static"])
+def test_fp32_attention_matmuls_leave_two_float_matmuls_per_layer_and_the_weights_int8(tokenizer, tmp_path, quantization):
+    import datasets
+
+    calibration = datasets.Dataset.from_dict(dict(tokenizer(SENTENCES * 2, truncation=True)))
+    model = tiny_bert(tokenizer)
+    layers = model.config.num_hidden_layers
+    built = {matmuls: build_onnx_classifier(model, tokenizer, tmp_path / matmuls, quantization=quantization,
+                                            calibration_dataset=calibration, attention_matmuls=matmuls)
+             for matmuls in ("int8", "fp32")}
+    assert built["int8"]["kernels"]["float_matmuls"] == 0 and built["fp32"]["kernels"]["float_matmuls"] == 2 * layers
+    assert built["fp32"]["kernels"]["int8_matmuls"] == built["int8"]["kernels"]["int8_matmuls"] - 2 * layers
+    assert built["fp32"]["attention_matmuls"] == "fp32"
+    inputs = encode(tokenizer)
+    torch.testing.assert_close(logits_of(load_onnx_classifier(tmp_path / "fp32"), inputs), logits_of(model, inputs), atol=0.05, rtol=0)
+
+
 def test_onnx_level_2_fuses_attention_and_matches_torch(tokenizer, tmp_path):
     model = tiny_bert(tokenizer)
     details = build_onnx_classifier(model, tokenizer, tmp_path / "o2", quantization="none", optimization_level=2)
@@ -350,6 +367,7 @@ def recipe_with(stage: dict, name: str = "q") -> dict:
     ({"kind": "onnx", "optimization_level": 3}, r"stages\[1\]\.optimization_level: Input should be 0, 1, 2 or 99"),
     ({"kind": "onnx", "quantization": "int4"}, r"stages\[1\]\.quantization: Input should be 'none', 'dynamic' or 'static'"),
     ({"kind": "onnx", "isa": "sse4"}, r"stages\[1\]\.isa: Input should be 'auto'"),
+    ({"kind": "onnx", "attention_matmuls": "int4"}, r"stages\[1\]\.attention_matmuls: Input should be 'int8' or 'fp32'"),
     ({"kind": "onnx", "calibration_examples": 0}, r"stages\[1\]\.calibration_examples: Input should be greater than 0"),
     ({"kind": "onnx", "max_metric_drop": -0.1}, r"stages\[1\]\.max_metric_drop: Input should be greater than or equal to 0"),
     ({"kind": "bnb", "bits": 2}, r"stages\[1\]\.bits: Input should be 4 or 8"),

@@ -122,6 +122,16 @@ def optimize_onnx(src: Path, dst: Path, level: int, model, fuse_attention: bool)
     return {"level": level, "fused_operators": fused}
 
 
+def activation_matmul_nodes(path: Path) -> list[str]:
+    """The MatMul nodes with no weight operand: attention's scores and scores x values. Excluded
+    by name, since the quantizer's own switch (MatMulConstBOnly) is read by its dynamic path only."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    weights = {tensor.name for tensor in graph.initializer}
+    return [node.name for node in graph.node if node.op_type == "MatMul" and not set(node.input) & weights]
+
+
 def onnx_nodes_of_modules(path: Path, module_paths: list[str]) -> list[str]:
     """The nodes the exporter made for these torch modules (full dotted paths): the legacy
     exporter names a node by its module scope, "/bert/encoder/layer.2/output/dense/MatMul"."""
@@ -146,23 +156,28 @@ def onnx_nodes_of_modules(path: Path, module_paths: list[str]) -> list[str]:
 
 def quantize_onnx(src: Path, dst: Path, *, mode: Literal["dynamic", "static"], isa: str, per_channel: bool,
                   calibration=None, calibration_method: str = "minmax", op_types: list[str] | None = None,
-                  keep_fp32: list[str] = ()) -> dict:
+                  keep_fp32: list[str] = (), attention_matmuls: Literal["int8", "fp32"] = "int8") -> dict:
     """int8 weights; activations quantized per batch at run time (dynamic) or with ranges
     calibrated once on `calibration` (static, QDQ: rows of input_ids/attention_mask/...).
     `op_types`: the operator types quantized (default: all for dynamic, STATIC_OP_TYPES for
-    static); `keep_fp32`: torch module paths whose nodes stay fp32."""
+    static); `keep_fp32`: torch module paths whose nodes stay fp32; `attention_matmuls`: whether
+    the activation x activation matmuls (attention scores, scores x values) are int8 too."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
 
     weight_type = getattr(QuantType, weight_type_name(isa))
+    if attention_matmuls not in ("int8", "fp32"):
+        raise DistillError(f"attention_matmuls: must be int8 or fp32, got {attention_matmuls!r}")
     # Fused com.microsoft ops have no ONNX shape inference: tell the quantizer their outputs are float.
     extra = {"DefaultTensorType": onnx.TensorProto.FLOAT, "WeightSymmetric": True, "ActivationSymmetric": False}
     excluded = onnx_nodes_of_modules(src, list(keep_fp32)) if keep_fp32 else []
+    if attention_matmuls == "fp32":
+        excluded += activation_matmul_nodes(src)
     chosen = {"op_types_to_quantize": list(op_types)} if op_types else {}
     with quiet_onnx_tools():
         if mode == "dynamic":
-            # Also the activation x activation matmuls (attention scores, scores x values), as
-            # Optimum's quantizer does: quantize_dynamic alone keeps them fp32 (MatMulConstBOnly).
+            # The activation x activation matmuls too (unless excluded above), as Optimum's
+            # quantizer does: quantize_dynamic alone keeps them fp32 (MatMulConstBOnly).
             quantize_dynamic(str(src), str(dst), per_channel=per_channel, weight_type=weight_type, nodes_to_exclude=excluded,
                              extra_options=extra | {"MatMulConstBOnly": False}, **chosen)
         else:
@@ -191,6 +206,7 @@ def quantize_onnx(src: Path, dst: Path, *, mode: Literal["dynamic", "static"], i
         "op_types": list(op_types) if op_types else ("all" if mode == "dynamic" else list(STATIC_OP_TYPES)),
         "kept_fp32": list(keep_fp32),
         "nodes_kept_fp32": len(excluded),
+        "attention_matmuls": attention_matmuls,
     }
 
 
@@ -236,6 +252,7 @@ def build_onnx_classifier(
     calibration_method: str = "minmax",
     op_types: list[str] | None = None,
     keep_fp32: list[str] = (),
+    attention_matmuls: Literal["int8", "fp32"] = "int8",
 ) -> dict:
     """torch classifier -> ONNX Runtime folder in `out_dir`; returns what was done."""
     if optimization_level not in OPTIMIZATION_LEVELS:
@@ -260,7 +277,7 @@ def build_onnx_classifier(
             quantized = Path(tmp) / "quantized.onnx"
             quantization_details = quantize_onnx(current, quantized, mode=quantization, isa=isa, per_channel=per_channel,
                                                  calibration=calibration_dataset, calibration_method=calibration_method,
-                                                 op_types=op_types, keep_fp32=keep_fp32)
+                                                 op_types=op_types, keep_fp32=keep_fp32, attention_matmuls=attention_matmuls)
             current = quantized
         shutil.copyfile(current, out_dir / ONNX_FILE)
     if quantization_details is not None:
@@ -274,7 +291,7 @@ def build_onnx_classifier(
         "fused_operators": (optimization or {}).get("fused_operators"),
         "quantization": quantization,
         **{k: (quantization_details or {}).get(k) for k in ("per_channel", "isa", "calibration_examples", "calibration_method", "op_types",
-                                                                 "kept_fp32", "kernels")},
+                                                                 "kept_fp32", "attention_matmuls", "kernels")},
     }
 
 
