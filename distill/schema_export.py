@@ -62,9 +62,9 @@ class OnnxStage(Strict):
     # every Linear at or under them; none by default.
     keep_fp32: list[str] | None = Field(None, min_length=1)
     # The activation x activation matmuls of attention (scores, scores x values): int8 as Optimum
-    # does, or fp32 as QAT leaves them (same int8 layout as a qat stage; on an AVX2-only CPU 1.09x
-    # faster at batch 1, benchmarks/int8_attention_matmuls.json).
-    attention_matmuls: Literal["int8", "fp32"] = "int8"
+    # does (None, the default: unset fields keep finished stages' fingerprints), or fp32 as a qat
+    # stage leaves them (on an AVX2-only CPU 1.08x faster at batch 1, benchmarks/int8_attention_matmuls.json).
+    attention_matmuls: Literal["int8", "fp32"] | None = None
     max_metric_drop: float | None = Field(None, ge=0)  # fail when the metric falls more than this below the input's
 
     @field_validator("optimization_level")

@@ -125,3 +125,19 @@ def test_hash_changes_with_content():
     other = {**MINIMAL, "seed": 7}
     assert validate_recipe(MINIMAL).hash() != validate_recipe(other).hash()
     assert validate_recipe(MINIMAL).hash() == validate_recipe(dict(MINIMAL)).hash()
+
+
+def test_schema_changes_keep_the_fingerprints_of_finished_stages():
+    """A new optional setting must not make `distill run` redo finished work: the committed GLUE
+    SST-2 recipe still fingerprints every stage as its committed run recorded them."""
+    import json
+
+    from distill.pipeline import stage_fingerprint
+
+    root = Path(__file__).resolve().parents[1]
+    recipe = load_recipe(root / "recipes/glue/sst2.yaml")
+    recorded = {s["stage"]: s["stage_hash"] for s in json.loads((root / "benchmarks/glue/sst2.json").read_text())["stages"]}
+    fingerprints: dict[str, str] = {}
+    for index, stage in enumerate(recipe.stages):
+        fingerprints[stage.name] = stage_fingerprint(recipe, index, dict(fingerprints))
+    assert fingerprints == recorded

@@ -50,7 +50,7 @@ def run_onnx_stage(ctx: RunContext, stage: OnnxStage, out_dir: Path, stage_hash:
             calibration_method=stage.calibration_method,
             op_types=stage.op_types,
             keep_fp32=skipped_linear_paths(model, stage.keep_fp32, stage_field(ctx, stage, "keep_fp32")) if stage.keep_fp32 else [],
-            attention_matmuls=stage.attention_matmuls,
+            attention_matmuls=stage.attention_matmuls or "int8",
         )
     ctx.accelerator.wait_for_everyone()
     ort_model = load_onnx_classifier(partial)
