@@ -4,6 +4,7 @@ on real SST-2 sentences."""
 
 from __future__ import annotations
 
+import collections
 import csv
 import json
 from pathlib import Path
@@ -148,6 +149,31 @@ def test_onnx_static_int8_is_a_qdq_graph_calibrated_on_the_examples_it_is_given(
     assert json.loads((tmp_path / "static" / "ort_config.json").read_text())["quantization"]["format"] == "QDQ"
     assert [p.name for p in tmp_path.rglob("*") if p.suffix == ".onnx"] == ["model.onnx"]  # calibration graphs are gone
     assert logits_of(load_onnx_classifier(tmp_path / "static"), encode(tokenizer)).shape == (4, 2)
+
+
+def test_static_int8_leaves_matmul_outputs_float_so_no_requantization_runs(tokenizer, tmp_path):
+    import datasets
+
+    calibration = datasets.Dataset.from_dict(dict(tokenizer(SENTENCES * 2, truncation=True)))
+    model = tiny_bert(tokenizer)
+    build_onnx_classifier(model, tokenizer, tmp_path / "static", quantization="static", calibration_dataset=calibration)
+    # q, k, v, attention output, FFN in and out: each output feeds a float op. (Scores x values
+    # feeds the next int8 matmul through Transpose/Reshape, so it stays a QLinearMatMul.)
+    assert optimized_ops(tmp_path / "static")["MatMulIntegerToFloat"] >= 6 * model.config.num_hidden_layers
+    inputs = encode(tokenizer)
+    torch.testing.assert_close(logits_of(load_onnx_classifier(tmp_path / "static"), inputs), logits_of(model, inputs), atol=0.05, rtol=0)
+
+
+def optimized_ops(folder: Path) -> collections.Counter:
+    """The operators of the graph ONNX Runtime runs, after its load-time fusions, by type."""
+    import onnx
+
+    from distill.quantize.ort_session import onnx_session, ort_session_options
+
+    options = ort_session_options(1)
+    options.optimized_model_filepath = str(folder / "optimized.onnx")
+    onnx_session(folder / "model.onnx", options=options)
+    return collections.Counter(node.op_type for node in onnx.load(options.optimized_model_filepath).graph.node)
 
 
 def test_int8_artifacts_record_that_their_matmuls_run_in_int8_kernels(tokenizer, tmp_path):
