@@ -188,9 +188,9 @@ def quantize_onnx(src: Path, dst: Path, *, mode: Literal["dynamic", "static"], i
             method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                       "percentile": CalibrationMethod.Percentile}[calibration_method]
             with tempfile.TemporaryDirectory(dir=dst.parent, prefix=".calibration-") as scratch:  # ORT's augmented model
-                # Matmul outputs stay float: every one feeds a float op (bias Add, GELU, Softmax), so a
-                # Q/DQ pair there only adds rounding and time; unquantized, ONNX Runtime runs
-                # DQ -> MatMul as MatMulIntegerToFloat (1.12x faster at batch 1 on AVX2, see BENCHMARKS).
+                # Matmul outputs stay float: nearly all feed a float op (bias Add, GELU, softmax), so a
+                # Q/DQ pair there only adds rounding and work; unquantized, ONNX Runtime runs DQ ->
+                # MatMul as MatMulIntegerToFloat (SST-2 student: 38 -> 15 DequantizeLinear left).
                 no_output_qdq = {"OpTypesToExcludeOutputQuantization": ["MatMul", "Gemm"]}
                 quantize_static(str(src), str(dst), _CalibrationReader(src, calibration), quant_format=QuantFormat.QDQ,
                                 per_channel=per_channel, activation_type=QuantType.QUInt8, weight_type=weight_type,
