@@ -30,7 +30,8 @@ VARIANTS = {  # folder name: (quantization, attention_matmuls)
 
 
 def calibration_rows(folder: Path, task, data_dir: str | None, count: int, max_length: int, seed: int = 42):
-    """Training rows (never dev) tokenized by the artifact's own tokenizer, as the onnx stage uses."""
+    """Training rows (never dev) tokenized by the artifact's own tokenizer, as the onnx stage uses
+    (its `calibration_examples` reads them from a run context, which a script has not)."""
     import datasets
 
     from distill.data import load_task_splits, resolve_data_dir, tokenize_splits
@@ -45,15 +46,13 @@ def calibration_rows(folder: Path, task, data_dir: str | None, count: int, max_l
 def operator_times_ms(folder: Path, seq_length: int, calls: int = 50) -> dict[str, float]:
     """Mean milliseconds per batch-1 call spent in each operator type (ONNX Runtime's profiler)."""
     import numpy as np
-    import onnxruntime as ort
 
-    from distill.quantize.ort_session import DISABLED_FUSIONS, ONNX_FILE, ort_session_options
+    from distill.quantize.ort_session import ONNX_FILE, onnx_session, ort_session_options
 
     options = ort_session_options(1)
     options.enable_profiling = True
     options.profile_file_prefix = str(folder / "profile")
-    session = ort.InferenceSession(str(folder / ONNX_FILE), options, providers=["CPUExecutionProvider"],
-                                   disabled_optimizers=list(DISABLED_FUSIONS))
+    session = onnx_session(folder / ONNX_FILE, options=options)  # the session every stage and benchmark opens
     ids = np.random.default_rng(0).integers(1000, 5000, (1, seq_length))
     feed = {i.name: ids if i.name == "input_ids" else np.ones_like(ids) if i.name == "attention_mask" else np.zeros_like(ids)
             for i in session.get_inputs()}
@@ -79,7 +78,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-length", type=int, default=64)
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
+    run = Path(args.run_dir)
+    if missing := [str(run / name) for name in (args.input, args.reference) if not (run / name / "config.json").is_file()]:
+        print(f"bench_attention_matmuls: not a model folder (no config.json): {', '.join(missing)}", file=sys.stderr)
+        return 2
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from distill.errors import DistillError
+
+    try:
+        return measure(args, run, " ".join(["python", "scripts/bench_attention_matmuls.py", *(argv or sys.argv[1:])]))
+    except DistillError as err:
+        print(f"bench_attention_matmuls: {err}", file=sys.stderr)
+        return 2
+
+
+def measure(args, run: Path, command: str) -> int:
     from distill.bench import bench_dirs
     from distill.models import load_tokenizer
     from distill.quantize.artifacts import load_torch_classifier
@@ -88,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     from distill.report import measured_on
     from distill.tasks import get_task
 
-    run, task = Path(args.run_dir), get_task(args.task)
+    task = get_task(args.task)
     source, out_dir = run / args.input, run / "attention_matmuls"
     model, tokenizer = load_torch_classifier(source), load_tokenizer(str(source))
     calibration = calibration_rows(source, task, args.data_dir, args.calibration_examples, args.max_length)
@@ -97,7 +110,6 @@ def main(argv: list[str] | None = None) -> int:
         built[name] = build_onnx_classifier(model, tokenizer, out_dir / name, quantization=quantization, attention_matmuls=matmuls,
                                             calibration_dataset=calibration if quantization == "static" else None)
         print(f"{name}: {built[name]['kernels']}")
-    command = " ".join(["python", "scripts/bench_attention_matmuls.py", *(argv or sys.argv[1:])])
     cfg = BenchmarkConfig(enabled=True, threads=1, memory=False)
     report = bench_dirs([str(run / args.reference), str(source), *(str(out_dir / n) for n in VARIANTS)], task, data_dir=args.data_dir,
                         cfg=cfg, reference=str(run / args.reference), output_dir=out_dir / "bench", command=command,

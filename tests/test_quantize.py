@@ -4,7 +4,6 @@ on real SST-2 sentences."""
 
 from __future__ import annotations
 
-import collections
 import csv
 import json
 from pathlib import Path
@@ -21,7 +20,7 @@ from distill.quantize.artifacts import describe_artifact, load_artifact, require
 from distill.quantize.bnb import bnb_config, load_bnb_classifier, parameter_count, quantize_bnb, quantized_linear_count
 from distill.quantize.cast import cast_classifier
 from distill.quantize.ort import build_onnx_classifier, detect_isa
-from distill.quantize.ort_session import load_onnx_classifier
+from distill.quantize.ort_session import ONNX_FILE, load_onnx_classifier, optimized_op_counts
 from distill.recipe import validate_recipe
 from distill.tasks import get_task
 
@@ -159,21 +158,9 @@ def test_static_int8_leaves_matmul_outputs_float_so_no_requantization_runs(token
     build_onnx_classifier(model, tokenizer, tmp_path / "static", quantization="static", calibration_dataset=calibration)
     # q, k, v, attention output, FFN in and out: each output feeds a float op. (Scores x values
     # feeds the next int8 matmul through Transpose/Reshape, so it stays a QLinearMatMul.)
-    assert optimized_ops(tmp_path / "static")["MatMulIntegerToFloat"] >= 6 * model.config.num_hidden_layers
+    assert optimized_op_counts(tmp_path / "static" / ONNX_FILE)["MatMulIntegerToFloat"] >= 6 * model.config.num_hidden_layers
     inputs = encode(tokenizer)
     torch.testing.assert_close(logits_of(load_onnx_classifier(tmp_path / "static"), inputs), logits_of(model, inputs), atol=0.05, rtol=0)
-
-
-def optimized_ops(folder: Path) -> collections.Counter:
-    """The operators of the graph ONNX Runtime runs, after its load-time fusions, by type."""
-    import onnx
-
-    from distill.quantize.ort_session import onnx_session, ort_session_options
-
-    options = ort_session_options(1)
-    options.optimized_model_filepath = str(folder / "optimized.onnx")
-    onnx_session(folder / "model.onnx", options=options)
-    return collections.Counter(node.op_type for node in onnx.load(options.optimized_model_filepath).graph.node)
 
 
 def test_int8_artifacts_record_that_their_matmuls_run_in_int8_kernels(tokenizer, tmp_path):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import tempfile
+from collections import Counter
 from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
 
@@ -95,10 +96,9 @@ INT8_MATMUL_OPS = ("MatMulIntegerToFloat", "MatMulInteger", "QLinearMatMul", "Dy
 FLOAT_MATMUL_OPS = ("MatMul", "Gemm", "FusedMatMul", "Attention")
 
 
-def int8_kernel_report(path: Path) -> dict[str, int]:
-    """How many matmuls of the graph ONNX Runtime runs in int8 and how many in float: it
-    optimizes the file as it would at load and the optimized graph is counted. A QDQ graph whose
-    pairs were not fused would show float matmuls fed by DequantizeLinear."""
+def optimized_op_counts(path: Path) -> Counter:
+    """The operators of the graph ONNX Runtime runs, by type: it optimizes the file as it would
+    at load (our sessions' settings) and the optimized graph is counted."""
     import onnx
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -106,9 +106,15 @@ def int8_kernel_report(path: Path) -> dict[str, int]:
         options.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
         with quiet_onnx_tools():
             onnx_session(path, options=options)
-        ops = [node.op_type for node in onnx.load(options.optimized_model_filepath).graph.node]
-    return {"int8_matmuls": sum(op in INT8_MATMUL_OPS for op in ops), "float_matmuls": sum(op in FLOAT_MATMUL_OPS for op in ops),
-            "dequantize_nodes": ops.count("DequantizeLinear")}
+        return Counter(node.op_type for node in onnx.load(options.optimized_model_filepath).graph.node)
+
+
+def int8_kernel_report(path: Path) -> dict[str, int]:
+    """How many matmuls of the graph ONNX Runtime runs in int8 and how many in float. A QDQ graph
+    whose pairs were not fused would show float matmuls fed by DequantizeLinear."""
+    ops = optimized_op_counts(path)
+    return {"int8_matmuls": sum(ops[op] for op in INT8_MATMUL_OPS), "float_matmuls": sum(ops[op] for op in FLOAT_MATMUL_OPS),
+            "dequantize_nodes": ops["DequantizeLinear"]}
 
 
 def load_onnx_classifier(folder: Path, threads: int | None = None) -> OnnxClassifier:
