@@ -9,8 +9,8 @@ import os
 import sys
 from pathlib import Path
 
-from distill.errors import DistillError
-from distill.versions import check_versions
+from distill import DistillError
+from distill.machine import check_versions
 
 DATA_DIR_HELP = "local GLUE folder (<dir>/<task>/{train,dev}.tsv); default: $DISTILL_DATA_DIR, else the Hub"
 
@@ -98,15 +98,15 @@ def _run_overrides(args) -> list[str]:
 
 def check_recipe_data(args) -> None:
     """The recipe's task data files, checked before the heavy imports (see check_task_files)."""
-    from distill.data_files import check_task_files
+    from distill.data.files import check_task_files
     from distill.recipe import load_recipe
 
     check_task_files(load_recipe(args.recipe, _run_overrides(args)), getattr(args, "data_dir", None))
 
 
 def cmd_run(args) -> int:
-    from distill.pipeline import Pipeline
     from distill.recipe import load_recipe
+    from distill.stages.pipeline import Pipeline
 
     recipe = load_recipe(args.recipe, _run_overrides(args))
     command = " ".join(["distill", "run", args.recipe, *args.overrides] + (["--data-dir", args.data_dir] if args.data_dir else [])
@@ -119,10 +119,10 @@ def cmd_run(args) -> int:
 def cmd_validate(args) -> int:
     import yaml
 
-    from distill.pipeline import check_stages_for_task, task_of
-    from distill.preflight import check_recipe_against_models
     from distill.recipe import load_recipe
-    from distill.transfer import check_transfer
+    from distill.stages.pipeline import check_stages_for_task, task_of
+    from distill.stages.preflight import check_recipe_against_models
+    from distill.training.transfer import check_transfer
 
     recipe = load_recipe(args.recipe, args.overrides)
     task = task_of(recipe)
@@ -135,10 +135,10 @@ def cmd_validate(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from distill.bench import evaluate_folder
-    from distill.data import load_task_splits, resolve_data_dir, take_subset
+    from distill.data.splits import load_task_splits, resolve_data_dir, take_subset
+    from distill.data.tasks import get_task
     from distill.quantize.artifacts import describe_artifact
-    from distill.tasks import get_task
+    from distill.reporting.bench import evaluate_folder
 
     if not Path(args.model_dir).is_dir():
         raise DistillError(f"{args.model_dir}: no such model folder")
@@ -176,9 +176,9 @@ def cmd_push(args) -> int:
 def cmd_bench(args) -> int:
     from pydantic import ValidationError
 
-    from distill.bench import bench_dirs
+    from distill.data.tasks import get_task
     from distill.recipe import BenchmarkConfig
-    from distill.tasks import get_task
+    from distill.reporting.bench import bench_dirs
 
     try:
         cfg = BenchmarkConfig(enabled=True, batch_sizes=args.batch_sizes, seq_length=args.seq_length, warmup=args.warmup,
@@ -194,7 +194,7 @@ def cmd_bench(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from distill.glue_table import glue_markdown, glue_summary
+    from distill.reporting.glue_table import glue_markdown, glue_summary
 
     command = " ".join(["distill", "report", "--glue", *args.glue] + (["--rerun", *args.rerun] if args.rerun else [])
                        + (["--json", args.json] if args.json else []) + (["--markdown", args.markdown] if args.markdown else []))
@@ -244,8 +244,8 @@ def _quiet_libraries() -> None:
     # transformers 5 imports peft, which imports bitsandbytes, which warns on import about an
     # optional CPU kernel package: not the user's concern, and it breaks one-line errors.
     logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
-    import transformers
     import datasets
+    import transformers
 
     transformers.logging.set_verbosity_error()
     # 5.x draws a "Loading weights" bar on stderr at every from_pretrained: errors stay one line.

@@ -1,12 +1,16 @@
 """What this machine and environment are: the CPU (/proc/cpuinfo read once; Linux, elsewhere
 empty) for the int8 preset, the bf16 choice and every report's machine line; the key packages'
-versions and distill's own commit for every report."""
+versions and distill's own commit for every report; whether those versions are ones distill
+supports (`check_versions`, before the CLI imports them)."""
 
 from __future__ import annotations
 
 import subprocess
 from functools import cache
+from importlib import metadata
 from pathlib import Path
+
+from distill import DistillError
 
 
 @cache
@@ -67,6 +71,47 @@ def code_commit() -> str | None:
     """distill's own commit (None for an installed wheel). Read once per process, so a run reports
     the code it started with."""
     return git_commit(Path(__file__).resolve().parent)
+
+
+
+# ---- the installed packages against distill's requirements: refuse an unsupported release before
+# anything imports it, in one line. The ranges are distill's own requirements as installed
+# (pyproject.toml's lower bounds), read from the package metadata: no second copy to keep in step.
+def requirements() -> list:
+    """distill's requirements (packaging Requirements), extras included (an extra's package is
+    checked when installed)."""
+    # packaging is imported here: the rest of this module is standard library only (scripts/fresh_clone.py).
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    try:
+        lines = metadata.requires("distill") or []
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return []
+    own = canonicalize_name("distill")
+    return [req for req in map(Requirement, lines) if canonicalize_name(req.name) != own]
+
+
+def installed_version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def check_versions() -> None:
+    """Raise DistillError naming the first package whose installed version is outside its range
+    (or a required package that is missing)."""
+    for req in requirements():
+        found = installed_version(req.name)
+        if found is None:
+            if req.marker is None:  # a core dependency; extras are optional
+                raise DistillError(f"{req.name} is not installed; distill needs {req.name}{req.specifier}")
+            continue
+        # prereleases=True: a dev build of a supported release (5.1.0.dev0) is not refused for being one
+        if not req.specifier.contains(found, prereleases=True):
+            raise DistillError(f"{req.name} {found} is not supported; distill needs {req.name}{req.specifier} "
+                               f"(pip install '{req.name}{req.specifier}')")
 
 
 if __name__ == "__main__":  # `python -m distill.machine`: this environment's versions, as JSON

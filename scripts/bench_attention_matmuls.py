@@ -34,8 +34,8 @@ def calibration_rows(folder: Path, task, data_dir: str | None, count: int, max_l
     (its `calibration_examples` reads them from a run context, which a script has not)."""
     import datasets
 
-    from distill.data import load_task_splits, resolve_data_dir, tokenize_splits
-    from distill.models import load_tokenizer
+    from distill.data.splits import load_task_splits, resolve_data_dir, tokenize_splits
+    from distill.models.loading import load_tokenizer
 
     train = load_task_splits(task, resolve_data_dir(data_dir), splits=("train",))["train"].shuffle(seed=seed)
     rows = train.select(range(min(count, len(train))))
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench_attention_matmuls: not a model folder (no config.json): {', '.join(missing)}", file=sys.stderr)
         return 2
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from distill.errors import DistillError
+    from distill import DistillError
 
     try:
         return measure(args, run, " ".join(["python", "scripts/bench_attention_matmuls.py", *(argv or sys.argv[1:])]))
@@ -93,13 +93,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def measure(args, run: Path, command: str) -> int:
-    from distill.bench import bench_dirs
-    from distill.models import load_tokenizer
+    from distill.data.tasks import get_task
+    from distill.models.loading import load_tokenizer
     from distill.quantize.artifacts import load_torch_classifier
     from distill.quantize.ort import build_onnx_classifier
     from distill.recipe import BenchmarkConfig
-    from distill.report import measured_on
-    from distill.tasks import get_task
+    from distill.reporting.bench import bench_dirs
+    from distill.reporting.report import measured_on
 
     task = get_task(args.task)
     source, out_dir = run / args.input, run / "attention_matmuls"

@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from distill.curves import add_common_args, curve_recipe, recovery_block, run_curve, variants
+from distill.stages.curves import add_common_args, curve_recipe, recovery_block, run_curve, variants
 from distill.stages.lowrank import run_factorize_stage
 
 BLOCK_MODULES = ["query", "key", "value", "attention_output", "ffn_in", "ffn_out"]

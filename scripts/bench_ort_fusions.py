@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     import onnxruntime as ort
 
     from distill.quantize.ort_session import ort_session_options
-    from distill.report import measured_on
+    from distill.reporting.report import measured_on
 
     rng = np.random.default_rng(0)
     ops = {}

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from distill.curves import add_common_args, curve_recipe, recovery_block, run_curve, variants
+from distill.stages.curves import add_common_args, curve_recipe, recovery_block, run_curve, variants
 from distill.stages.prune import run_prune_stage
 
 

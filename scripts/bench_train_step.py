@@ -18,9 +18,9 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForSequenceClassification
 
-from distill.models import resolve_model_path
-from distill.report import machine_info
-from distill.train import resolve_mixed_precision
+from distill.models.loading import resolve_model_path
+from distill.reporting.report import machine_info
+from distill.training.loop import resolve_mixed_precision
 
 
 def step_times(model, batch, bf16: bool, steps: int, warmup: int = 2) -> list[float]:

@@ -21,11 +21,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from distill.bench import benchmark_folders, dev_texts
 from distill import machine
+from distill.data.tasks import get_task
 from distill.recipe import BenchmarkConfig
-from distill.report import machine_info
-from distill.tasks import get_task
+from distill.reporting.bench import benchmark_folders, dev_texts
+from distill.reporting.report import machine_info
 
 DEFAULT_STAGES = ("teacher", "student", "pruned", "trimmed", "int8")
 

@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from distill.machine import cpu_flags
-    from distill.report import measured_on
+    from distill.reporting.report import measured_on
 
     probe = {"native_saturates": saturates(None), "emulated_saturates": saturates(args.cpu)}
     results = []

@@ -12,9 +12,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from distill.errors import DistillError
-from distill.publish.push import check_repo_id, recipe_license
+from distill import DistillError
 from distill.publish.card import render_card
+from distill.publish.push import check_repo_id, recipe_license
 from distill.publish.run_info import default_stage, load_run, require_evaluation
 
 

@@ -21,12 +21,12 @@ from pathlib import Path
 
 import yaml
 
-from distill.errors import DistillError
-from distill.tasks import get_task
+from distill import DistillError
+from distill.data.tasks import get_task
 
 
 def score_folder(folder: Path, task, split, max_length: int, batch_size: int) -> dict[str, float]:
-    from distill.bench import evaluate_folder
+    from distill.reporting.bench import evaluate_folder
 
     return evaluate_folder(folder, task, split, batch_size, max_length)[0]
 
@@ -42,11 +42,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     command = " ".join(["python", "scripts/score_split.py", *(sys.argv[1:] if argv is None else argv)])
     from distill.cli import _quiet_libraries
-    from distill.report import measured_on
+    from distill.reporting.report import measured_on
 
     _quiet_libraries()  # the loaders' progress bars and notes, as under `distill`
     try:
-        from distill.data import load_task_splits, resolve_data_dir, take_subset
+        from distill.data.splits import load_task_splits, resolve_data_dir, take_subset
 
         report_path = args.run_dir / "report.json"
         if not report_path.is_file():

@@ -33,27 +33,6 @@ def minilm_classifier_dir(minilm_dir, tmp_path_factory) -> Path:
     return folder
 
 
-def wordpiece_tokenizer(vocab: list[str], lowercase: bool = True):
-    """A BERT tokenizer over exactly these WordPiece tokens (in this order), built the same way on
-    transformers 4.x and 5.x: 5.x ignores `BertTokenizerFast(vocab_file=...)`, both take a
-    `tokenizers` object."""
-    from tokenizers import BertWordPieceTokenizer, Tokenizer
-    from transformers import BertTokenizerFast
-
-    wordpiece = BertWordPieceTokenizer({token: i for i, token in enumerate(vocab)}, lowercase=lowercase)
-    return BertTokenizerFast(tokenizer_object=Tokenizer.from_str(wordpiece.to_str()), do_lower_case=lowercase)
-
-
-def load_script(name: str):
-    """A script of scripts/ as a module, so tests call its main(argv)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(autouse=True)
 def isolated_hf_home(tmp_path_factory, monkeypatch) -> Path:
     """Keep datasets/transformers caches out of the user's home, never touch the network, and

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from distill import versions
+from distill import DistillError
+from distill import machine as versions
 from distill.cli import main
-from distill.errors import DistillError
 
 
 def installed_except(name: str, version: str | None):

@@ -9,7 +9,7 @@ embeddings, and vocabulary trimming.
     model, tokenizer = trim_vocabulary(model, tokenizer, tokens_to_keep(tokenizer, counts))
 
 Loading: a factorized folder loads only through `load_factorized` (plain `from_pretrained`
-fails on the factor shapes; `distill.models.load_classifier` hands off to it), e.g.
+fails on the factor shapes; `distill.quantize.artifacts.load_task_model` hands off to it), e.g.
 `pipeline("text-classification", model=load_factorized(DIR), tokenizer=DIR)`. A trimmed
 vocabulary is a standard config and tokenizer: `from_pretrained` and `pipeline(model=DIR)` work.
 """

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
-from distill.errors import DistillError
+from distill import DistillError
 from distill.lowrank.svd import (
     FactorizedEmbedding,
     FactorizedLinear,
@@ -23,7 +23,7 @@ from distill.lowrank.svd import (
     saves_parameters,
     singular_values,
 )
-from distill.models import encoder_layers
+from distill.models.architectures import encoder_layers
 
 FACTORIZATION_KEY = "distill_factorization"
 FORMAT_VERSION = 1

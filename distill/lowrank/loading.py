@@ -16,12 +16,12 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 from transformers import AutoConfig, PreTrainedModel
-from distill.compat import load_sharded_checkpoint
 
-from distill.errors import DistillError
+from distill import DistillError
 from distill.lowrank.factorize import FACTORIZATION_KEY, FORMAT_VERSION, replace_module
 from distill.lowrank.svd import FactorizedEmbedding, FactorizedLinear
-from distill.architectures import saved_model_class
+from distill.models.architectures import saved_model_class
+from distill.models.compat import load_sharded_checkpoint
 from distill.pruning.structure import PRUNING_KEY, prune_ffn, prune_heads
 
 

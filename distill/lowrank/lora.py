@@ -13,7 +13,7 @@ from pathlib import Path
 from peft import LoraConfig, PeftModel, TaskType, get_peft_model
 from torch import nn
 
-from distill.errors import DistillError
+from distill import DistillError
 
 # Layers LoRA adapts when the recipe names none: the attention query and value projections.
 DEFAULT_TARGET_MODULES = {

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from distill.errors import DistillError
+from distill import DistillError
 
 
 class FactorizedLinear(nn.Module):

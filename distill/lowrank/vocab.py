@@ -22,7 +22,7 @@ import torch
 from tokenizers import Tokenizer
 from torch import nn
 
-from distill.errors import DistillError
+from distill import DistillError
 from distill.lowrank.svd import FactorizedEmbedding
 
 

@@ -23,8 +23,8 @@ from distill.pruning.loading import load_pruned
 from distill.pruning.selection import heads_from_lists, select_heads, select_neurons
 from distill.pruning.structure import (
     PRUNING_KEY,
-    kept_heads,
     intermediate_sizes,
+    kept_heads,
     loads_natively,
     prune_ffn,
     prune_heads,

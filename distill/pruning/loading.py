@@ -14,10 +14,10 @@ from pathlib import Path
 
 from safetensors.torch import load_file
 from transformers import AutoConfig, PreTrainedModel
-from distill.compat import load_sharded_checkpoint
 
-from distill.architectures import saved_model_class
-from distill.errors import DistillError
+from distill import DistillError
+from distill.models.architectures import saved_model_class
+from distill.models.compat import load_sharded_checkpoint
 from distill.pruning.structure import PRUNING_KEY, prune_ffn, prune_heads
 
 

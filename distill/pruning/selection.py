@@ -11,7 +11,7 @@ from typing import Literal
 
 import torch
 
-from distill.errors import DistillError
+from distill import DistillError
 
 
 def _check_share(share: float, name: str) -> None:

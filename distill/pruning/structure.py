@@ -18,9 +18,9 @@ import torch
 from torch import nn
 from transformers.pytorch_utils import prune_linear_layer
 
-from distill.compat import TRANSFORMERS_5
-from distill.errors import DistillError
-from distill.models import encoder_layers
+from distill import DistillError
+from distill.models.architectures import encoder_layers
+from distill.models.compat import TRANSFORMERS_5
 
 PRUNING_KEY = "distill_pruning"
 

@@ -11,7 +11,8 @@ from typing import Any
 
 from huggingface_hub import ModelCard
 
-from distill.errors import DistillError
+from distill import DistillError
+from distill.data.tasks import TASKS
 from distill.publish.metadata import base_model_id, card_data, hub_task, task_title
 from distill.publish.run_info import (
     CONVERSION_KINDS,
@@ -26,7 +27,6 @@ from distill.publish.run_info import (
     parent_stage,
     teacher_record,
 )
-from distill.tasks import TASKS
 
 # A symlink to model_cards/template.md (the file to edit), so the template ships inside the wheel.
 TEMPLATE_PATH = Path(__file__).with_name("model_card_template.md")

@@ -11,6 +11,7 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCardData
 
+from distill.data.tasks import TASKS, TaskSpec
 from distill.publish.run_info import (
     STUDENT_KINDS,
     RunInfo,
@@ -20,7 +21,6 @@ from distill.publish.run_info import (
     lineage,
     onnx_files,
 )
-from distill.tasks import TASKS, TaskSpec
 
 # Our offline aliases -> the Hub id of the same model (the card's base_model).
 BASE_MODEL_HUB_IDS = {

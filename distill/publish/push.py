@@ -14,7 +14,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from distill.errors import DistillError
+from distill import DistillError
 from distill.publish.card import fmt_metric, render_card
 from distill.publish.run_info import (
     RunInfo,

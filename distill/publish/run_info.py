@@ -16,8 +16,8 @@ from typing import Any
 import yaml
 from huggingface_hub.utils import filter_repo_objects
 
-from distill.errors import DistillError
-from distill.tasks import TASKS
+from distill import DistillError
+from distill.data.tasks import TASKS
 
 # Kinds that build their model from the stage named in `teacher` (a student copied from it).
 STUDENT_KINDS = {"distill", "baseline"}

@@ -6,11 +6,10 @@ otherwise torch safetensors in the saved dtype."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from distill.errors import DistillError
+from distill import DistillError
 
 TORCH_DTYPE_NAMES = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
 
@@ -67,7 +66,7 @@ def load_torch_classifier(folder: str | Path):
     import torch
 
     from distill.lowrank import FACTORIZATION_KEY, load_factorized
-    from distill.models import check_weights_format
+    from distill.models.loading import check_weights_format
     from distill.pruning import PRUNING_KEY, load_pruned
     from distill.quantize.cast import load_cast_classifier
 
@@ -79,6 +78,25 @@ def load_torch_classifier(folder: str | Path):
         dtype = config.get("dtype") or config.get("torch_dtype") or "float32"
         return load_pruned(folder).to(getattr(torch, str(dtype)))
     return load_cast_classifier(folder)
+
+
+def load_task_model(source: str, task, **kwargs):
+    """A classifier for `task` from a torch source: our factorized and pruned artifacts through their
+    own loaders (transformers cannot rebuild those shapes), any other model through
+    `distill.models.loading.load_classifier` (same keyword arguments)."""
+    from distill.lowrank import FACTORIZATION_KEY, load_factorized
+    from distill.models.loading import check_weights_format, load_classifier, resolve_model_path
+    from distill.pruning import PRUNING_KEY, load_pruned
+
+    path = resolve_model_path(source)
+    check_weights_format(path, kwargs.get("allow_pickle", False))
+    config_file = Path(path) / "config.json"
+    config = json.loads(config_file.read_text()) if config_file.is_file() else {}
+    loader = load_factorized if config.get(FACTORIZATION_KEY) else load_pruned if config.get(PRUNING_KEY) else None
+    if loader is None:
+        return load_classifier(source, task, **kwargs)
+    attn_implementation = kwargs.get("attn_implementation")
+    return loader(config_file.parent, **({"attn_implementation": attn_implementation} if attn_implementation else {}))
 
 
 def require_torch_artifact(folder: str | Path, field: str) -> ArtifactKind:
@@ -99,20 +117,3 @@ def loads_with_from_pretrained(folder: str | Path) -> bool:
     return not config.get(FACTORIZATION_KEY) and loads_natively(config)
 
 
-# Module names: every Linear at or under a module of that name (a whole run of path components:
-# "pooler" and "bert.pooler" both cover bert.pooler.dense) stays unquantized (bnb, QAT).
-DEFAULT_SKIP_MODULES = ("classifier", "pooler")
-
-
-def skipped_linear_paths(model, names: Sequence[str] | None, field: str = "skip_modules") -> list[str]:
-    """The full dotted paths of the model's Linear layers that `names` cover; None: those of
-    DEFAULT_SKIP_MODULES the model has. A name given that covers no layer is an error."""
-    from torch import nn
-
-    linears = [path for path, module in model.named_modules() if isinstance(module, nn.Linear)]
-    if names is None:
-        names = [name for name in DEFAULT_SKIP_MODULES if any(f".{name}." in f".{path}." for path in linears)]
-    for name in names:
-        if not any(f".{name}." in f".{path}." for path in linears):
-            raise DistillError(f"{field}: '{name}' names no Linear layer of {type(model).__name__}")
-    return [path for path in linears if any(f".{name}." in f".{path}." for name in names)]

@@ -23,9 +23,9 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, BitsAndBytesConfig
 
-from distill.architectures import saved_model_class
-from distill.errors import DistillError
-from distill.quantize.artifacts import DEFAULT_SKIP_MODULES, skipped_linear_paths  # noqa: F401 (DEFAULT_SKIP_MODULES: docs)
+from distill import DistillError
+from distill.models.architectures import saved_model_class
+from distill.quantize.skip_modules import DEFAULT_SKIP_MODULES, skipped_linear_paths  # noqa: F401 (DEFAULT_SKIP_MODULES: docs)
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 QUANT_TYPES = ("nf4", "fp4")

@@ -11,9 +11,8 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig
 
-from distill.architectures import saved_model_class
-
-from distill.errors import DistillError
+from distill import DistillError
+from distill.models.architectures import saved_model_class
 
 CAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 

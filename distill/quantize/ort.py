@@ -20,9 +20,10 @@ from typing import Literal
 
 import numpy as np
 
-from distill.errors import DistillError
+from distill import DistillError
 from distill.machine import cpu_flags
 from distill.quantize.ort_session import ONNX_FILE, ORT_CONFIG_FILE, int8_kernel_report, onnx_session, quiet_onnx_tools
+from distill.recipe.quantize import check_levels
 
 ISAS = ("avx2", "avx512", "avx512_vnni", "arm64")
 OPTIMIZATION_LEVELS = (0, 1, 2, 99)
@@ -304,15 +305,6 @@ def _all_heads_kept(model) -> bool:
 
     spec = getattr(model.config, PRUNING_KEY, None) or {}
     return all(len(kept) == model.config.num_attention_heads for kept in spec.get("heads_kept", []))
-
-
-def check_levels(optimization_level: int, quantization: str) -> None:
-    """Which optimization levels the int8 quantizer can read (the recipe schema checks the same)."""
-    if quantization != "none" and optimization_level == 99:
-        raise DistillError("optimization_level: 99 bakes hardware-specific ops in; quantize with 0, 1 or 2")
-    if quantization == "static" and optimization_level == 2:
-        raise DistillError("optimization_level: static int8 calibrates the unfused graph (0 or 1); "
-                           "dynamic int8 takes level 2's fused attention")
 
 
 def check_same_logits(reference: Path, candidate: Path, vocab_size: int) -> None:

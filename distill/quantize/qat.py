@@ -204,7 +204,6 @@ def export_qat_onnx(model: nn.Module, tokenizer, out_dir, details: dict) -> dict
     from pathlib import Path
 
     import onnxruntime
-
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     from distill.quantize.ort import EXPORTER, OPSET, export_onnx

@@ -8,28 +8,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from distill.errors import DistillError
-from distill.losses import hard_label_loss
-from distill.models import count_parameters, load_tokenizer, save_model, weights_size_bytes
-from distill.pipeline import commit_stage_dir
+from distill import DistillError
+from distill.models.loading import count_parameters, load_tokenizer, save_model, weights_size_bytes
 from distill.recipe import dump_recipe
-from distill.train import TrainOutcome, train_model
-
-
-def model_inputs(batch: dict) -> tuple[dict, Any]:
-    """Split a collated batch into model inputs and labels."""
-    inputs = {k: v for k, v in batch.items() if k != "labels"}
-    return inputs, batch["labels"]
-
-
-def hard_label_step(is_regression: bool):
-    """The plain fine-tuning objective (teacher stage, no-KD baseline)."""
-
-    def step(model, batch):
-        inputs, labels = model_inputs(batch)
-        return hard_label_loss(model(**inputs).logits, labels, is_regression), {}
-
-    return step
+from distill.stages.context import commit_stage_dir
+from distill.training.loop import TrainOutcome
 
 
 def save_artifact(ctx, model, folder: Path, tokenizer=None) -> None:
@@ -93,22 +76,3 @@ def finish_stage(ctx, partial: Path, out_dir: Path, record: dict[str, Any], *, s
     return record
 
 
-def train_recovery(ctx, model, *, cfg, step, extra, log_path: Path, description: str, checkpoint_dir: Path | None = None):
-    """Recovery training after a compression step that never hurts: the compressed weights are
-    scored on the held-out examples first and kept when no recovery checkpoint beats them there
-    (with `keep_best`; without it the last weights are the user's choice). Returns the model, the
-    training outcome and {"selection_before", "selection_after", "recovery_kept"}."""
-    primary = ctx.task.primary_metric
-    before = ctx.evaluate(model, ctx.data.selection)[primary]
-    compressed = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    model, outcome = train_model(model, ctx.data.train, cfg=cfg, accelerator=ctx.accelerator, collator=ctx.data.collator,
-                                 step_loss=step, evaluate=lambda m: ctx.evaluate(m, ctx.data.selection), primary_metric=primary,
-                                 seed=ctx.recipe.seed, log_path=log_path, description=description, extra_modules=extra,
-                                 checkpoint_dir=checkpoint_dir)
-    after = (outcome.best_selection_metrics or {}).get(primary)
-    kept = not cfg.keep_best or (after is not None and after > before)
-    if not kept:
-        model.load_state_dict(compressed)
-        ctx.accelerator.print(f"[{description}] recovery did not beat the compressed weights on the held-out examples "
-                              f"(best {'none' if after is None else f'{after:.4f}'} vs {before:.4f}): keeping those")
-    return model, outcome, {"selection_before": before, "selection_after": after, "recovery_kept": kept}

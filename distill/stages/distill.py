@@ -7,28 +7,25 @@ shows what knowledge distillation itself bought. Several seeds give a mean and a
 
 from __future__ import annotations
 
-import json
-import statistics
 import time
 from pathlib import Path
 
-import torch
 from transformers import set_seed
 
-from distill.errors import DistillError
-from distill.losses import DistillationLoss, LossWeights
-from distill.models import build_student, load_classifier, load_model_source, resolve_model_path
-from distill import checkpoints
-from distill.pipeline import RunContext, commit_stage_dir, resumable_partial_dir
+from distill import DistillError
 from distill.lowrank.lora import finish_lora, with_lora
-from distill.recipe import BaselineStage, DistillStage, LossConfig, TeacherStage
-from distill.teacher_cache import cached_distillation_step, teacher_logits, with_example_index
-from distill.transfer import with_transfer_set
-from distill.stages.common import hard_label_step, model_inputs, save_artifact, stage_record, write_stage_files
-from distill.train import train_model
-
-
-SEED_RECORD = "seed_record.json"  # written when one seed's student is trained, evaluated and saved
+from distill.models.loading import load_model_source, resolve_model_path
+from distill.models.student import build_student
+from distill.quantize.artifacts import load_task_model
+from distill.recipe import BaselineStage, DistillStage, TeacherStage
+from distill.stages.common import save_artifact, stage_record, write_stage_files
+from distill.stages.context import RunContext, commit_stage_dir, resumable_partial_dir
+from distill.stages.seeds import aggregate_seeds, pending_seeds, record_seed
+from distill.training import checkpoints
+from distill.training.loop import train_model
+from distill.training.steps import distillation_loss, distillation_step, hard_label_step
+from distill.training.teacher_cache import cached_distillation_step, teacher_logits, with_example_index
+from distill.training.transfer import with_transfer_set
 
 
 def teacher_stage_name(ctx: RunContext, stage: DistillStage | BaselineStage) -> str | None:
@@ -48,36 +45,8 @@ def teacher_dir(ctx: RunContext, stage) -> Path:
 def load_teacher(ctx: RunContext, stage, attn_implementation: str | None = None):
     name = teacher_stage_name(ctx, stage)
     if name is None:  # no teacher stage: the recipe's model must already be tuned on the task
-        return load_model_source(ctx.recipe.model, ctx.task, attn_implementation=attn_implementation)
-    return load_classifier(str(ctx.outputs[name]), ctx.task, attn_implementation=attn_implementation)
-
-
-def distillation_loss(loss: LossConfig, task, student, teacher) -> DistillationLoss:
-    """The recipe's loss config bound to a student/teacher pair (sizes and layer counts)."""
-    return DistillationLoss(
-        LossWeights(**loss.model_dump(exclude={"layer_map"})),
-        is_regression=task.is_regression,
-        layer_map=loss.layer_map,
-        student_hidden_size=student.config.hidden_size,
-        teacher_hidden_size=teacher.config.hidden_size,
-        n_student_layers=student.config.num_hidden_layers,
-        n_teacher_layers=teacher.config.num_hidden_layers,
-    )
-
-
-def distillation_step(teacher, loss_fn: DistillationLoss):
-    """Teacher forward without gradients, student forward, weighted distillation loss."""
-    hidden, attentions = loss_fn.needs_hidden_states, loss_fn.needs_attentions
-
-    def step(student, batch):
-        inputs, labels = model_inputs(batch)
-        with torch.no_grad():
-            teacher_out = teacher(**inputs, output_hidden_states=hidden, output_attentions=attentions)
-        student_out = student(**inputs, output_hidden_states=hidden, output_attentions=attentions)
-        total, values = loss_fn(student_out, teacher_out, labels, inputs.get("attention_mask"))
-        return total, {k: v for k, v in values.items() if k != "loss"}
-
-    return step
+        return load_model_source(ctx.recipe.model, ctx.task, load=load_task_model, attn_implementation=attn_implementation)
+    return load_task_model(str(ctx.outputs[name]), ctx.task, attn_implementation=attn_implementation)
 
 
 def run_distill_stage(ctx: RunContext, stage: DistillStage | BaselineStage, out_dir: Path, stage_hash: str) -> dict:
@@ -91,7 +60,7 @@ def run_distill_stage(ctx: RunContext, stage: DistillStage | BaselineStage, out_
     teacher = None
     if is_kd or starts_from_teacher:
         teacher = load_teacher(ctx, stage, attn_implementation=attn).to(ctx.accelerator.device).eval()
-    init_model = teacher if starts_from_teacher else load_model_source(ctx.recipe.model, ctx.task, attn_implementation=attn)
+    init_model = teacher if starts_from_teacher else load_model_source(ctx.recipe.model, ctx.task, load=load_task_model, attn_implementation=attn)
 
     train_data, logits_table, cache_info, transfer_info = ctx.data.train, None, {}, {}
     if is_kd and stage.transfer is not None:  # a baseline stage has no transfer set (nor loss)
@@ -110,7 +79,7 @@ def run_distill_stage(ctx: RunContext, stage: DistillStage | BaselineStage, out_
     runs: list[dict] = []
     for seed, folder in pending_seeds(partial, seeds, runs):
         set_seed(seed)
-        student = build_student(stage.student, init_model, ctx.task)
+        student = build_student(stage.student, init_model, ctx.task, load=load_task_model)
         if attn:
             student.set_attn_implementation("eager")
         student = with_lora(student, stage.lora, f"stages[{ctx.recipe.stages.index(stage)}].lora")
@@ -141,7 +110,7 @@ def run_distill_stage(ctx: RunContext, stage: DistillStage | BaselineStage, out_
         save_artifact(ctx, student, folder)
         # Scored as saved and reloaded: the reload's attention kernel (sdpa) is not the eager one the
         # attention loss trained with, and they can split a borderline example differently.
-        metrics = ctx.evaluate(load_classifier(str(folder), ctx.task).to(ctx.accelerator.device))
+        metrics = ctx.evaluate(load_task_model(str(folder), ctx.task).to(ctx.accelerator.device))
         run = stage_record(ctx, stage, student, metrics, outcome, folder)
         run["seed"] = seed
         if lora:
@@ -167,36 +136,3 @@ def run_distill_stage(ctx: RunContext, stage: DistillStage | BaselineStage, out_
     return record
 
 
-def pending_seeds(partial: Path, seeds: list[int], runs: list[dict]):
-    """(seed, folder) of every seed not finished before an interruption; finished seeds' records
-    are appended to `runs` instead. The first seed's folder is the stage's artifact."""
-    for i, seed in enumerate(seeds):
-        folder = partial if i == 0 else partial / "seeds" / f"seed-{seed}"
-        if (folder / SEED_RECORD).is_file():
-            runs.append(json.loads((folder / SEED_RECORD).read_text()))
-        else:
-            yield seed, folder
-
-
-def record_seed(ctx: RunContext, folder: Path, run: dict, runs: list[dict]) -> None:
-    """Mark one seed finished (its record in its folder) and keep its record."""
-    if ctx.accelerator.is_main_process:
-        (folder / SEED_RECORD).write_text(json.dumps(run, indent=2))
-    runs.append(run)
-
-
-def aggregate_seeds(runs: list[dict]) -> dict:
-    """One record per stage: the first seed's artifact, the mean metric over seeds and its spread."""
-    record = dict(runs[0])
-    values = [r["metric_value"] for r in runs]
-    record["metric_value"] = statistics.fmean(values)
-    record["train_seconds"] = statistics.fmean(r["train_seconds"] for r in runs)
-    record["samples_per_second"] = statistics.fmean(r["samples_per_second"] for r in runs)
-    if len(runs) > 1:
-        record["metric_std"] = statistics.stdev(values)
-        record["metric_min"], record["metric_max"] = min(values), max(values)
-        record["seeds"] = [{"seed": r["seed"], "metric_value": r["metric_value"], "metrics": r["metrics"], "train_seconds": r["train_seconds"],
-                            "selection_metric_value": r.get("selection_metric_value")} for r in runs]
-        record.pop("seed")
-        record["artifact_seed"] = runs[0]["seed"]
-    return record

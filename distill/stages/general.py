@@ -10,17 +10,18 @@ from pathlib import Path
 
 from transformers import set_seed
 
-from distill import checkpoints
-from distill.errors import DistillError
-from distill.general.corpus import Corpus, default_search_dirs, load_corpus
-from distill.general.loss import general_distillation_step, mlm_step, representation_loss
-from distill.general.masking import fixed_mask_batches, masked_perplexity, mlm_collator
-from distill.general.mlm_models import freeze_body, load_mlm_model, pooler_weights, save_masked_lm
-from distill.models import build_student, count_parameters, weights_size_bytes
-from distill.pipeline import RunContext, resumable_partial_dir
+from distill import DistillError
+from distill.data.corpus import Corpus, default_search_dirs, load_corpus
+from distill.data.masking import fixed_mask_batches, mlm_collator
+from distill.models.loading import count_parameters, weights_size_bytes
+from distill.models.mlm import freeze_body, load_mlm_model, pooler_weights, save_masked_lm
+from distill.models.student import build_student
 from distill.recipe import GeneralDistillStage, MlmHeadStage
 from distill.stages.common import finish_stage
-from distill.train import TrainOutcome, train_model
+from distill.stages.context import RunContext, resumable_partial_dir
+from distill.training import checkpoints
+from distill.training.loop import TrainOutcome, train_model
+from distill.training.mlm import general_distillation_step, masked_perplexity, mlm_step, representation_loss
 
 SELECTION_METRIC = "neg_perplexity"  # train_model keeps the highest value
 

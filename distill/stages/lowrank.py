@@ -20,16 +20,17 @@ import numpy as np
 from torch import nn
 from transformers import set_seed
 
-from distill import checkpoints
-from distill.errors import DistillError
+from distill import DistillError
 from distill.lowrank.factorize import RankRule, factorize_model, factorized_ranks, linear_flops_per_token
 from distill.lowrank.vocab import InputIdMap, fed_ids_of, token_counts, token_id_map, tokens_to_keep, trim_vocabulary
-from distill.models import count_parameters, load_classifier, load_tokenizer
-from distill.pipeline import RunContext, fresh_partial_dir, resumable_partial_dir
+from distill.models.loading import count_parameters, load_tokenizer
+from distill.quantize.artifacts import load_task_model
 from distill.recipe import FactorizeStage, TrimVocabStage
-from distill.stages.common import finish_stage, hard_label_step, save_artifact, stage_record, train_recovery
-from distill.stages.distill import distillation_loss, distillation_step
-from distill.stages.prune import recovery_teacher_name
+from distill.stages.common import finish_stage, save_artifact, stage_record
+from distill.stages.context import RunContext, fresh_partial_dir, resumable_partial_dir
+from distill.stages.recovery import recovery_teacher_name, train_recovery
+from distill.training import checkpoints
+from distill.training.steps import distillation_loss, distillation_step, hard_label_step
 
 FLOPS_COUNTED = ("FLOPs per token of the encoder's linear layers (2 x in x out each; 2 x rank x (in + out) once "
                  "factorized), computed from their shapes, plus the factorized word embeddings' projection; "
@@ -45,7 +46,7 @@ def _input(ctx: RunContext, stage, attn: str | None = None):
     folder = ctx.input_dir(stage)
     record_file = folder / "metrics.json"
     record = json.loads(record_file.read_text()) if record_file.is_file() else {}
-    model = load_classifier(str(folder), ctx.task, attn_implementation=attn)
+    model = load_task_model(str(folder), ctx.task, attn_implementation=attn)
     return folder, model, load_tokenizer(str(folder)), record
 
 
@@ -102,7 +103,7 @@ def run_factorize_stage(ctx: RunContext, stage: FactorizeStage, out_dir: Path, s
         if stage.recovery.distill:
             teacher_name = recovery_teacher_name(ctx, stage)
             teacher_dir = ctx.outputs[teacher_name]
-            teacher = load_classifier(str(teacher_dir), ctx.task, attn_implementation=attn).to(device).eval()
+            teacher = load_task_model(str(teacher_dir), ctx.task, attn_implementation=attn).to(device).eval()
             teacher = fed_ids_of(teacher, load_tokenizer(str(teacher_dir)), ctx.tokenizer)
         student, outcome, recovery_check = _recover(ctx, stage, student, teacher, partial)
     model = _unwrapped(student).eval()

@@ -15,8 +15,7 @@ from pathlib import Path
 from torch.utils.data import DataLoader
 from transformers import set_seed
 
-from distill.errors import DistillError
-from distill.pipeline import RunContext, fresh_partial_dir
+from distill import DistillError
 from distill.pruning import (
     ffn_importance,
     head_importance,
@@ -30,29 +29,12 @@ from distill.pruning import (
     select_neurons,
 )
 from distill.pruning.structure import PRUNING_KEY, sync_pruning_config, transformer_blocks
-from distill.recipe import PruneStage, TeacherStage
-from distill.stages.common import finish_stage, hard_label_step, require_run_vocabulary, save_artifact, stage_record, \
-    train_recovery
-from distill.stages.distill import distillation_loss, distillation_step
-from distill.train import TrainOutcome
-
-
-def _input_name(ctx: RunContext, stage: PruneStage) -> str:
-    index = ctx.recipe.stages.index(stage)
-    if stage.input is not None:
-        return stage.input
-    if index == 0:
-        raise DistillError(f"stages[0] ({stage.name}): a prune stage needs an earlier stage to start from")
-    return ctx.recipe.stages[index - 1].name
-
-
-def recovery_teacher_name(ctx: RunContext, stage: PruneStage) -> str:
-    """The stage named by `teacher`, else the last teacher stage before this one, else the input."""
-    if stage.teacher is not None:
-        return stage.teacher
-    earlier = ctx.recipe.stages[: ctx.recipe.stages.index(stage)]
-    teachers = [s.name for s in earlier if isinstance(s, TeacherStage)]
-    return teachers[-1] if teachers else _input_name(ctx, stage)
+from distill.recipe import PruneStage
+from distill.stages.common import finish_stage, require_run_vocabulary, save_artifact, stage_record
+from distill.stages.context import RunContext, fresh_partial_dir
+from distill.stages.recovery import input_stage_name, recovery_teacher_name, train_recovery
+from distill.training.loop import TrainOutcome
+from distill.training.steps import distillation_loss, distillation_step, hard_label_step
 
 
 def importance_loader(ctx: RunContext, stage: PruneStage) -> DataLoader:
@@ -118,7 +100,7 @@ def run_prune_stage(ctx: RunContext, stage: PruneStage, out_dir: Path, stage_has
     field = f"stages[{ctx.recipe.stages.index(stage)}]"
     set_seed(ctx.recipe.seed)
     device = ctx.accelerator.device
-    source_name = _input_name(ctx, stage)
+    source_name = input_stage_name(ctx, stage)
     require_run_vocabulary(ctx, ctx.outputs[source_name], f"{field}.input")
     model = load_pruned(ctx.outputs[source_name]).to(device)
     try:

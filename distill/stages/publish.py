@@ -8,10 +8,10 @@ import json
 import time
 from pathlib import Path
 
-from distill.pipeline import RunContext, commit_stage_dir, fresh_partial_dir
 from distill.publish.push import push_run
 from distill.recipe import PublishStage
 from distill.stages.common import write_stage_files
+from distill.stages.context import RunContext, commit_stage_dir, fresh_partial_dir
 
 # Copied from the published stage's record so the run's report table shows what went out.
 SHOWN_KEYS = ("metric", "metric_value", "metrics", "params", "size_bytes")

@@ -9,19 +9,21 @@ from pathlib import Path
 
 from transformers import set_seed
 
-from distill import checkpoints
-from distill.errors import DistillError
-from distill.models import count_parameters, load_tokenizer
-from distill.pipeline import RunContext, commit_stage_dir, resumable_partial_dir
-from distill.quantize.artifacts import load_torch_classifier, skipped_linear_paths
+from distill import DistillError
+from distill.models.loading import count_parameters, load_tokenizer
+from distill.quantize.artifacts import load_torch_classifier
 from distill.quantize.ort import detect_isa
 from distill.quantize.ort_session import load_onnx_classifier
 from distill.quantize.qat import calibrate, export_qat_onnx, insert_fake_quant, set_mode, weights_description
+from distill.quantize.skip_modules import skipped_linear_paths
 from distill.recipe import QatStage
 from distill.stages.common import stage_record, write_stage_files
-from distill.stages.quantize import calibration_examples, in_vocabulary, input_artifact, stage_field
-from distill.stages.distill import aggregate_seeds, distillation_loss, distillation_step, pending_seeds, record_seed
-from distill.train import train_model
+from distill.stages.context import RunContext, commit_stage_dir, resumable_partial_dir
+from distill.stages.inputs import calibration_examples, in_vocabulary, input_artifact, stage_field
+from distill.stages.seeds import aggregate_seeds, pending_seeds, record_seed
+from distill.training import checkpoints
+from distill.training.loop import train_model
+from distill.training.steps import distillation_loss, distillation_step
 
 
 def _calibration_batches(ctx: RunContext, count: int, tokenizer, batch_size: int) -> list[dict]:

@@ -5,26 +5,21 @@ be inspected) when the metric falls further than that below the input artifact's
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
-from typing import Any
 
-import torch
-
-from distill.errors import DistillError
-from distill.lowrank.vocab import token_id_map
-from distill.models import count_parameters, load_tokenizer
-from distill.pipeline import RunContext, commit_stage_dir, fresh_partial_dir
+from distill import DistillError
+from distill.models.loading import count_parameters
 from distill.quantize.artifacts import (
     describe_artifact,
     load_torch_classifier,
     loads_with_from_pretrained,
-    require_torch_artifact,
-    skipped_linear_paths,
 )
+from distill.quantize.skip_modules import skipped_linear_paths
 from distill.recipe import BnbStage, CastStage, OnnxStage
 from distill.stages.common import save_artifact, stage_record, write_stage_files
+from distill.stages.context import RunContext, commit_stage_dir, fresh_partial_dir
+from distill.stages.inputs import calibration_examples, input_artifact, stage_field
 
 
 def run_onnx_stage(ctx: RunContext, stage: OnnxStage, out_dir: Path, stage_hash: str) -> dict:
@@ -97,39 +92,6 @@ def run_cast_stage(ctx: RunContext, stage: CastStage, out_dir: Path, stage_hash:
     save_artifact(ctx, model, partial, tokenizer)
     return _finish(ctx, stage, model, tokenizer, partial, out_dir, stage_hash, started, input_record,
                    torch_model=model, params=count_parameters(model), details={"dtype": stage.dtype})
-
-
-def stage_field(ctx: RunContext, stage, name: str) -> str:
-    return f"stages[{ctx.recipe.stages.index(stage)}].{name}"
-
-
-def input_artifact(ctx: RunContext, stage) -> tuple[Path, dict, Any]:
-    """The input stage's folder (a torch model), its report record and its tokenizer (the run's,
-    or its own after trim_vocab)."""
-    source = ctx.input_dir(stage)
-    require_torch_artifact(source, stage_field(ctx, stage, "input"))
-    metrics_file = source / "metrics.json"
-    record = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
-    if stage.max_metric_drop is not None and record.get("metric") != ctx.task.primary_metric:
-        raise DistillError(f"{stage_field(ctx, stage, 'max_metric_drop')}: the input {source} has no recorded "
-                           f"{ctx.task.primary_metric} (metrics.json) to compare with")
-    return source, record, load_tokenizer(str(source))
-
-
-def calibration_examples(ctx: RunContext, count: int, tokenizer):
-    """Tokenized training examples (never the dev set the artifact is scored on), in the ids of
-    the model's own vocabulary."""
-    train = ctx.data.train.shuffle(seed=ctx.recipe.seed, keep_in_memory=True)
-    return in_vocabulary(ctx, train.select(range(min(count, len(train))), keep_in_memory=True).remove_columns(["labels"]), tokenizer)
-
-
-def in_vocabulary(ctx: RunContext, dataset, tokenizer):
-    """The run's tokenized rows in the ids of `tokenizer`'s vocabulary (a trimmed vocabulary keeps
-    every piece of the training text, so training rows map exactly)."""
-    id_map = token_id_map(ctx.tokenizer, tokenizer)
-    if torch.equal(id_map, torch.arange(len(id_map))):
-        return dataset
-    return dataset.map(lambda row: {"input_ids": id_map[row["input_ids"]].tolist()}, keep_in_memory=True)
 
 
 def _finish(ctx, stage, model, tokenizer, partial: Path, out_dir: Path, stage_hash: str, started: float, input_record: dict,

@@ -7,13 +7,15 @@ from pathlib import Path
 
 from transformers import set_seed
 
-from distill.models import load_classifier, load_model_source
-from distill import checkpoints
-from distill.pipeline import RunContext, resumable_partial_dir
 from distill.lowrank.lora import finish_lora, with_lora
+from distill.models.loading import load_model_source
+from distill.quantize.artifacts import load_task_model
 from distill.recipe import TeacherStage
-from distill.stages.common import finish_stage, hard_label_step, require_run_vocabulary, save_artifact, stage_record
-from distill.train import train_model
+from distill.stages.common import finish_stage, require_run_vocabulary, save_artifact, stage_record
+from distill.stages.context import RunContext, resumable_partial_dir
+from distill.training import checkpoints
+from distill.training.loop import train_model
+from distill.training.steps import hard_label_step
 
 
 def run_teacher_stage(ctx: RunContext, stage: TeacherStage, out_dir: Path, stage_hash: str) -> dict:
@@ -21,9 +23,9 @@ def run_teacher_stage(ctx: RunContext, stage: TeacherStage, out_dir: Path, stage
     set_seed(ctx.recipe.seed)
     if stage.input is not None:  # an earlier stage's model, e.g. a general (masked-LM) student: fresh task head
         require_run_vocabulary(ctx, ctx.input_dir(stage), f"stages[{ctx.recipe.stages.index(stage)}].input")
-        model = load_classifier(str(ctx.input_dir(stage)), ctx.task, new_head_ok=True)
+        model = load_task_model(str(ctx.input_dir(stage)), ctx.task, new_head_ok=True)
     else:
-        model = load_model_source(ctx.recipe.model, ctx.task)
+        model = load_model_source(ctx.recipe.model, ctx.task, load=load_task_model)
     partial = resumable_partial_dir(ctx, out_dir, stage_hash)
     outcome, lora = None, None
     if not stage.skip_training:

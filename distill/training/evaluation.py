@@ -1,0 +1,69 @@
+"""Evaluate any classifier the same way: batched prediction gathered across processes, then the
+task's metrics (the offline `evaluate` GLUE module, or seqeval for token classification)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from torch.utils.data import DataLoader
+
+from distill.data.metrics import compute_metrics, predictions_from_logits, token_metrics
+from distill.data.tasks import IGNORE_INDEX, TaskSpec
+
+
+@torch.no_grad()
+def _gathered_batches(model, dataset, collator, batch_size: int, accelerator: Accelerator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(logits, labels) of every example exactly once (gather_for_metrics drops the padding that
+    makes the last batch even across processes)."""
+    loader = accelerator.prepare_data_loader(DataLoader(dataset, batch_size=batch_size, collate_fn=collator))
+    # Any callable returning `.logits` works (an ONNX Runtime model is not an nn.Module).
+    is_module = isinstance(model, torch.nn.Module)
+    was_training = is_module and model.training
+    if is_module:
+        model.eval()
+    try:
+        for batch in loader:
+            labels = batch.pop("labels")
+            # No autocast: a model is scored in its own dtype, as its saved weights run for a user
+            # (and as `distill eval` scores them).
+            logits = torch.as_tensor(model(**batch).logits).float()
+            if logits.dim() == 3:  # one row per token: processes' batches may differ in length
+                logits = accelerator.pad_across_processes(logits, dim=1)
+                labels = accelerator.pad_across_processes(labels, dim=1, pad_index=IGNORE_INDEX)
+            logits, labels = accelerator.gather_for_metrics((logits, labels))
+            yield logits.cpu(), labels.cpu()
+    finally:
+        if is_module:
+            model.train(was_training)
+
+
+def predict_logits(model, dataset, collator, batch_size: int, accelerator: Accelerator) -> tuple[np.ndarray, np.ndarray]:
+    """Logits and labels for every example, in dataset order (one label per input)."""
+    logits, labels = zip(*_gathered_batches(model, dataset, collator, batch_size, accelerator))
+    return torch.cat(logits).numpy(), torch.cat(labels).numpy()
+
+
+def predict_tags(model, dataset, collator, batch_size: int, accelerator: Accelerator) -> tuple[list[list[int]], list[list[int]]]:
+    """Predicted and gold tag ids of every scored word (its first sub-token), sentence by sentence."""
+    predicted, gold = [], []
+    for logits, labels in _gathered_batches(model, dataset, collator, batch_size, accelerator):
+        choices = logits.argmax(dim=-1)
+        for row_choices, row_labels in zip(choices, labels):
+            scored = row_labels != IGNORE_INDEX
+            predicted.append(row_choices[scored].tolist())
+            gold.append(row_labels[scored].tolist())
+    return predicted, gold
+
+
+def evaluate_model(model, dataset, task: TaskSpec, collator, batch_size: int, accelerator: Accelerator) -> dict[str, float]:
+    if task.is_token_classification:
+        predicted, gold = predict_tags(model, dataset, collator, batch_size, accelerator)
+        names = task.label_names
+        return token_metrics([[names[i] for i in row] for row in predicted], [[names[i] for i in row] for row in gold],
+                             scheme=task.token_format.scheme)
+    logits, labels = predict_logits(model, dataset, collator, batch_size, accelerator)
+    predictions = predictions_from_logits(logits, task.is_regression)
+    return compute_metrics(task.name, predictions, labels, task.is_regression)
