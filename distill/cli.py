@@ -119,10 +119,9 @@ def cmd_run(args) -> int:
 def cmd_validate(args) -> int:
     import yaml
 
+    from distill.data.tasks import task_of
     from distill.recipe import load_recipe
-    from distill.stages.pipeline import check_stages_for_task, task_of
-    from distill.stages.preflight import check_recipe_against_models
-    from distill.training.transfer import check_transfer
+    from distill.stages.preflight import check_recipe_against_models, check_stages_for_task, check_transfer
 
     recipe = load_recipe(args.recipe, args.overrides)
     task = task_of(recipe)
@@ -228,7 +227,8 @@ def main(argv: list[str] | None = None) -> int:
         check_versions()  # before the libraries are imported: an old one may fail with a traceback
         if args.command in EARLY_CHECKS:
             EARLY_CHECKS[args.command](args)
-        _quiet_libraries()
+        if args.command != "validate":  # validate imports neither library
+            _quiet_libraries()
         return COMMANDS[args.command](args)
     except DistillError as err:
         print(f"distill: error: {err}", file=sys.stderr)

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForSequenceClassification
 
-from distill.models.loading import resolve_model_path
+from distill.models.sources import resolve_model_path
 from distill.reporting.report import machine_info
 from distill.training.loop import resolve_mixed_precision
 

@@ -8,15 +8,14 @@ special tokens ([CLS] ... [SEP] for BERT).
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from itertools import chain
-from pathlib import Path
 
 import datasets
 
 from distill import DistillError
+from distill.data.files import resolve_corpus_file
 
 # WikiText's section markup: ` = Title = `, ` = = Section = = `, ...
 HEADING = re.compile(r"^\s*(=\s)+.*(\s=)+\s*$")
@@ -27,25 +26,6 @@ class Corpus:
     train: datasets.Dataset  # column input_ids: blocks of exactly block_size tokens
     holdout: datasets.Dataset
     stats: dict
-
-
-def resolve_corpus_file(name: str, search_dirs: list[str | Path | None], field: str) -> Path:
-    """An absolute path as is; a relative one in the first folder of `search_dirs` that has it."""
-    path = Path(name).expanduser()
-    if path.is_absolute():
-        candidates = [path]
-    else:
-        candidates = [Path(d).expanduser() / path for d in search_dirs if d]
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    where = ", ".join(str(c.parent) for c in candidates) or "nowhere"
-    raise DistillError(f"{field}: text file '{name}' not found (looked in {where})")
-
-
-def default_search_dirs(data_dir: str | None) -> list[str | None]:
-    """Where relative corpus paths are looked up: working folder, data.dir, $DISTILL_DATA_DIR."""
-    return [os.getcwd(), data_dir, os.environ.get("DISTILL_DATA_DIR")]
 
 
 def corpus_lines(cfg, search_dirs: list, field: str) -> list[str]:

@@ -73,3 +73,22 @@ def check_task_files(recipe, data_dir: str | None) -> None:
             read_user_table(task, source.path)
         else:
             read_glue_table(task, source.path)
+
+
+def resolve_corpus_file(name: str, search_dirs: list[str | Path | None], field: str) -> Path:
+    """An absolute path as is; a relative one in the first folder of `search_dirs` that has it."""
+    path = Path(name).expanduser()
+    if path.is_absolute():
+        candidates = [path]
+    else:
+        candidates = [Path(d).expanduser() / path for d in search_dirs if d]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    where = ", ".join(str(c.parent) for c in candidates) or "nowhere"
+    raise DistillError(f"{field}: text file '{name}' not found (looked in {where})")
+
+
+def default_search_dirs(data_dir: str | None) -> list[str | None]:
+    """Where relative corpus paths are looked up: working folder, data.dir, $DISTILL_DATA_DIR."""
+    return [os.getcwd(), data_dir, os.environ.get("DISTILL_DATA_DIR")]

@@ -9,11 +9,14 @@ merged into the base weights when the stage ends, so the artifact is a plain mod
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from peft import LoraConfig, PeftModel, TaskType, get_peft_model
 from torch import nn
 
 from distill import DistillError
+
+if TYPE_CHECKING:  # peft is imported where LoRA is used: it imports bitsandbytes, seconds at every start
+    from peft import LoraConfig, PeftModel
 
 # Layers LoRA adapts when the recipe names none: the attention query and value projections.
 DEFAULT_TARGET_MODULES = {
@@ -38,6 +41,8 @@ def default_target_modules(model: nn.Module, field: str = "lora") -> list[str]:
 
 def lora_config(model: nn.Module, settings, field: str = "lora") -> LoraConfig:
     """PEFT's LoraConfig for a sequence or token classifier from the recipe's `lora:` block (LoraSettings)."""
+    from peft import LoraConfig, TaskType
+
     model_type = getattr(model.config, "model_type", None)
     per_token = type(model).__name__.endswith("ForTokenClassification")
     return LoraConfig(
@@ -52,6 +57,8 @@ def lora_config(model: nn.Module, settings, field: str = "lora") -> LoraConfig:
 
 def add_lora(model: nn.Module, settings, field: str = "lora") -> PeftModel:
     """The model with LoRA adapters: only they and the head (`modules_to_save`) require gradients."""
+    from peft import get_peft_model
+
     config = lora_config(model, settings, field)
     try:
         return get_peft_model(model, config)

@@ -9,7 +9,7 @@ import torch
 from transformers import AutoModel, AutoModelForMaskedLM, PreTrainedModel
 
 from distill import DistillError
-from distill.models.loading import check_weights_format, resolve_model_path
+from distill.models.sources import check_weights_format, resolve_model_path
 
 
 def _load_kwargs(allow_pickle: bool, trust_remote_code: bool, revision: str | None, attn_implementation: str | None) -> dict:

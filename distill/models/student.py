@@ -12,11 +12,7 @@ from distill.data.tasks import TaskSpec
 from distill.models.architectures import encoder_layers
 from distill.models.loading import load_classifier
 from distill.recipe import StudentConfig
-
-
-def default_student_layers(num_teacher_layers: int) -> list[int]:
-    """DistilBERT's choice: every other teacher layer, starting from the first."""
-    return list(range(0, num_teacher_layers, 2))
+from distill.recipe.training import default_student_layers
 
 
 def copy_layers_student(teacher: PreTrainedModel, layers: list[int]) -> PreTrainedModel:

@@ -66,7 +66,7 @@ def load_torch_classifier(folder: str | Path):
     import torch
 
     from distill.lowrank import FACTORIZATION_KEY, load_factorized
-    from distill.models.loading import check_weights_format
+    from distill.models.sources import check_weights_format
     from distill.pruning import PRUNING_KEY, load_pruned
     from distill.quantize.cast import load_cast_classifier
 
@@ -85,7 +85,8 @@ def load_task_model(source: str, task, **kwargs):
     own loaders (transformers cannot rebuild those shapes), any other model through
     `distill.models.loading.load_classifier` (same keyword arguments)."""
     from distill.lowrank import FACTORIZATION_KEY, load_factorized
-    from distill.models.loading import check_weights_format, load_classifier, resolve_model_path
+    from distill.models.loading import load_classifier
+    from distill.models.sources import check_weights_format, resolve_model_path
     from distill.pruning import PRUNING_KEY, load_pruned
 
     path = resolve_model_path(source)

@@ -92,3 +92,8 @@ class LossConfig(Strict):
         if not any(w > 0 for w in weights):
             raise ValueError("at least one alpha_* weight must be > 0")
         return self
+
+
+def default_student_layers(num_teacher_layers: int) -> list[int]:
+    """DistilBERT's choice: every other teacher layer, starting from the first."""
+    return list(range(0, num_teacher_layers, 2))

@@ -76,3 +76,36 @@ def finish_stage(ctx, partial: Path, out_dir: Path, record: dict[str, Any], *, s
     return record
 
 
+
+
+def scored_in_training(ctx, outcome: TrainOutcome | None, *, computes_as_saved: bool) -> dict[str, float] | None:
+    """The dev metrics of a stage's final weights when training already scored exactly them, so the
+    stage does not score them twice: the selection split is the dev split (no holdout), the last
+    evaluation scored the returned weights in full precision (TrainOutcome.final_metrics), and the
+    saved model computes as the trained one did (`computes_as_saved`: same attention kernel, no
+    LoRA merge). None otherwise: the caller scores the artifact."""
+    if outcome is None or not computes_as_saved or ctx.data.selection is not ctx.data.validation:
+        return None
+    return outcome.final_metrics
+
+
+RELOAD_TOLERANCE = 1e-5  # logits of a reloaded fp32 artifact against the in-memory model's
+RELOAD_CHECK_ROWS = 64  # dev examples: enough to exercise every layer, a fraction of a full scoring
+
+
+def check_reload(ctx, model, reloaded, folder: Path) -> None:
+    """The saved folder reloads to the model that was trained: its logits on the first dev
+    examples agree with the in-memory model's (a cheap check instead of scoring the split again)."""
+    import torch
+
+    rows = ctx.data.validation.select(range(min(RELOAD_CHECK_ROWS, len(ctx.data.validation))), keep_in_memory=True)
+    batch = ctx.data.collator([{k: v for k, v in row.items() if k != "labels"} for row in rows])
+    batch = {k: v.to(ctx.accelerator.device) for k, v in batch.items()}
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        difference = (model(**batch).logits.float() - reloaded(**batch).logits.float()).abs().max().item()
+    model.train(was_training)
+    if difference > RELOAD_TOLERANCE:
+        raise DistillError(f"{folder}: the saved model does not reload to the trained one (logits differ by "
+                           f"{difference:.2g} > {RELOAD_TOLERANCE}); please report this")

@@ -10,15 +10,18 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from transformers import set_seed
+from accelerate.utils import (
+    set_seed,  # transformers.set_seed lives in trainer_utils, which imports peft and bitsandbytes (seconds)
+)
 
 from distill import DistillError
 from distill.lowrank.lora import finish_lora, with_lora
-from distill.models.loading import load_model_source, resolve_model_path
+from distill.models.loading import load_model_source
+from distill.models.sources import resolve_model_path
 from distill.models.student import build_student
 from distill.quantize.artifacts import load_task_model
 from distill.recipe import BaselineStage, DistillStage, TeacherStage
-from distill.stages.common import save_artifact, stage_record, write_stage_files
+from distill.stages.common import check_reload, save_artifact, scored_in_training, stage_record, write_stage_files
 from distill.stages.context import RunContext, commit_stage_dir, resumable_partial_dir
 from distill.stages.seeds import aggregate_seeds, pending_seeds, record_seed
 from distill.training import checkpoints
@@ -108,9 +111,15 @@ def run_distill_stage(ctx: RunContext, stage: DistillStage | BaselineStage, out_
         checkpoints.remove(folder / "checkpoints", ctx.accelerator)
         student, lora = finish_lora(student, stage.lora, folder, ctx.accelerator)  # merged; adapter kept if asked
         save_artifact(ctx, student, folder)
+        reloaded = load_task_model(str(folder), ctx.task).to(ctx.accelerator.device)
         # Scored as saved and reloaded: the reload's attention kernel (sdpa) is not the eager one the
-        # attention loss trained with, and they can split a borderline example differently.
-        metrics = ctx.evaluate(load_task_model(str(folder), ctx.task).to(ctx.accelerator.device))
+        # attention loss trained with, and they can split a borderline example differently. Where
+        # training already scored these very weights on dev, the reload is only checked.
+        metrics = scored_in_training(ctx, outcome, computes_as_saved=not attn and stage.lora is None)
+        if metrics is None:
+            metrics = ctx.evaluate(reloaded)
+        else:
+            check_reload(ctx, student, reloaded, folder)
         run = stage_record(ctx, stage, student, metrics, outcome, folder)
         run["seed"] = seed
         if lora:

@@ -8,10 +8,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from transformers import set_seed
+from accelerate.utils import (
+    set_seed,  # transformers.set_seed lives in trainer_utils, which imports peft and bitsandbytes (seconds)
+)
 
 from distill import DistillError
-from distill.data.corpus import Corpus, default_search_dirs, load_corpus
+from distill.data.corpus import Corpus, load_corpus
+from distill.data.files import default_search_dirs
 from distill.data.masking import fixed_mask_batches, mlm_collator
 from distill.models.loading import count_parameters, weights_size_bytes
 from distill.models.mlm import freeze_body, load_mlm_model, pooler_weights, save_masked_lm

@@ -17,8 +17,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+from accelerate.utils import (
+    set_seed,  # transformers.set_seed lives in trainer_utils, which imports peft and bitsandbytes (seconds)
+)
 from torch import nn
-from transformers import set_seed
 
 from distill import DistillError
 from distill.lowrank.factorize import RankRule, factorize_model, factorized_ranks, linear_flops_per_token

@@ -18,17 +18,8 @@ from distill.models.loading import load_tokenizer
 from distill.recipe import Recipe, dump_recipe, fingerprint
 from distill.reporting.report import write_report
 from distill.stages.context import RunContext, TaskData, finished_record
-from distill.stages.preflight import check_output_dir, check_recipe_against_models
+from distill.stages.preflight import check_output_dir, check_recipe_against_models, check_stages_for_task, check_transfer
 from distill.training.loop import resolve_mixed_precision
-from distill.training.transfer import check_transfer
-
-
-def check_stages_for_task(recipe: Recipe, task: TaskSpec) -> None:
-    """Stage settings the task cannot support, refused before any stage runs."""
-    for index, stage in enumerate(recipe.stages):
-        if task.is_token_classification and getattr(stage, "cache_teacher_logits", False):
-            raise DistillError(f"stages[{index}].cache_teacher_logits: the cache keeps one row of logits per input, "
-                               f"not per token; task {task.name} is token classification: set it to false")
 
 
 def prepare_data(recipe: Recipe, task: TaskSpec, tokenizer, data_dir: str | None) -> TaskData:

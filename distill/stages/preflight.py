@@ -1,5 +1,6 @@
-"""Checks of a recipe against its models and its output folder, made by `distill validate` and at
-the start of `distill run`, so that a bad index fails in one line before any stage trains.
+"""Checks of a recipe against its task, its models, its transfer files and its output folder, made by
+`distill validate` and at the start of `distill run`, so that a bad setting fails in one line before
+any stage trains. Light imports only: `distill validate` runs this without torch.
 
 Only local model folders are read (packaged aliases resolve to one): a Hub id is not fetched to
 check a recipe. What cannot be known here is still checked when the stage runs
@@ -8,26 +9,34 @@ check a recipe. What cannot be known here is still checked when the stage runs
 
 from __future__ import annotations
 
-import copy
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from transformers import AutoConfig, PretrainedConfig
-
 from distill import DistillError
-from distill.models.loading import resolve_model_path
-from distill.models.student import default_student_layers
+from distill.data.files import default_search_dirs, resolve_corpus_file
+from distill.data.tasks import TaskSpec
+from distill.models.sources import resolve_model_path
 from distill.recipe import BaselineStage, DistillStage, Recipe, TeacherStage
+from distill.recipe.training import default_student_layers
+
+# Where a config.json keeps the layer count: BERT-likes, DistilBERT, others. Read as JSON, not
+# through transformers' AutoConfig, which imports torch (seconds, for `distill validate`).
+LAYER_COUNT_KEYS = ("num_hidden_layers", "n_layers", "num_layers")
+
+
+def layer_count(config: dict) -> int | None:
+    return next((config[key] for key in LAYER_COUNT_KEYS if isinstance(config.get(key), int)), None)
 
 
 @dataclass
 class Model:
-    config: PretrainedConfig
+    config: dict  # config.json as written (with a student's changes)
     name: str  # as errors name it: the recipe's model or path, or the stage that makes it
 
     @property
     def layers(self) -> int:
-        return self.config.num_hidden_layers
+        return layer_count(self.config)
 
 
 def check_output_dir(run_dir: Path) -> None:
@@ -61,22 +70,21 @@ def check_recipe_against_models(recipe: Recipe) -> None:
                                f"{student.layers} layers (one teacher layer per student layer)")
 
 
-def _local_model(source: str, trust_remote_code: bool = False) -> Model | None:
+def _local_model(source: str) -> Model | None:
     """A local model folder's config; None for a Hub id or a folder without a readable config."""
     try:
         path = resolve_model_path(source)
     except DistillError:  # a packaged alias without its package: loading the model says so
         return None
-    if not Path(path).is_dir():
-        return None
     try:
-        return Model(AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code), source)
+        config = json.loads((Path(path) / "config.json").read_text())
     except (OSError, ValueError):
         return None
+    return Model(config, source) if isinstance(config, dict) and layer_count(config) is not None else None
 
 
 def _recipe_model(recipe: Recipe) -> Model | None:
-    return _local_model(recipe.model.model, recipe.model.trust_remote_code)
+    return _local_model(recipe.model.model)
 
 
 def _teacher(recipe: Recipe, stage: DistillStage | BaselineStage) -> Model | None:
@@ -115,11 +123,37 @@ def _student(recipe: Recipe, stage: DistillStage | BaselineStage) -> Model | Non
     if source is None or (spec.from_pretrained and spec.layers is None):
         return source  # unknown, or the checkpoint as saved
     name = f"stage '{stage.name}'"
-    if spec.config_overrides:
-        try:
-            return Model(type(source.config).from_dict({**source.config.to_dict(), **spec.config_overrides}), name)
-        except (TypeError, ValueError):  # a bad override: building the student says so
-            return None
-    config = copy.deepcopy(source.config)
-    config.num_hidden_layers = len(spec.layers if spec.layers is not None else default_student_layers(source.layers))
-    return Model(config, name)
+    if spec.config_overrides:  # an override of the layer count, under any of its names, wins
+        overridden = layer_count(spec.config_overrides)
+        layers = source.layers if overridden is None else overridden
+    else:
+        layers = len(spec.layers if spec.layers is not None else default_student_layers(source.layers))
+    return Model({LAYER_COUNT_KEYS[0]: layers}, name)
+
+
+def check_stages_for_task(recipe: Recipe, task: TaskSpec) -> None:
+    """Stage settings the task cannot support, refused before any stage runs."""
+    for index, stage in enumerate(recipe.stages):
+        if task.is_token_classification and getattr(stage, "cache_teacher_logits", False):
+            raise DistillError(f"stages[{index}].cache_teacher_logits: the cache keeps one row of logits per input, "
+                               f"not per token; task {task.name} is token classification: set it to false")
+
+
+def check_transfer(recipe, task: TaskSpec, data_dir: str | None) -> None:
+    """What can be known before any stage runs: the task supports it and the files exist."""
+    for index, stage in enumerate(recipe.stages):
+        transfer = getattr(stage, "transfer", None)
+        if transfer is None:
+            continue
+        field = f"stages[{index}].transfer"
+        if task.is_token_classification:
+            raise DistillError(f"{field}: applies to sentence and pair tasks; task {task.name} is token classification")
+        augment = transfer.augment
+        if augment is not None and augment.mlm_stage is not None:
+            kind = recipe.stage(augment.mlm_stage).kind
+            if kind not in ("mlm_head", "general_distill"):
+                raise DistillError(f"{field}.augment.mlm_stage: '{augment.mlm_stage}' is a {kind} stage, not a masked LM "
+                                   "(an mlm_head or general_distill stage)")
+        dirs = default_search_dirs(recipe.data.dir or data_dir)
+        for i, name in enumerate(transfer.files):
+            resolve_corpus_file(name, dirs, f"{field}.files[{i}]")

@@ -12,8 +12,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from accelerate.utils import (
+    set_seed,  # transformers.set_seed lives in trainer_utils, which imports peft and bitsandbytes (seconds)
+)
 from torch.utils.data import DataLoader
-from transformers import set_seed
 
 from distill import DistillError
 from distill.pruning import (

@@ -7,7 +7,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from transformers import set_seed
+from accelerate.utils import (
+    set_seed,  # transformers.set_seed lives in trainer_utils, which imports peft and bitsandbytes (seconds)
+)
 
 from distill import DistillError
 from distill.models.loading import count_parameters, load_tokenizer

@@ -5,13 +5,15 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from transformers import set_seed
+from accelerate.utils import (
+    set_seed,  # transformers.set_seed lives in trainer_utils, which imports peft and bitsandbytes (seconds)
+)
 
 from distill.lowrank.lora import finish_lora, with_lora
 from distill.models.loading import load_model_source
 from distill.quantize.artifacts import load_task_model
 from distill.recipe import TeacherStage
-from distill.stages.common import finish_stage, require_run_vocabulary, save_artifact, stage_record
+from distill.stages.common import finish_stage, require_run_vocabulary, save_artifact, scored_in_training, stage_record
 from distill.stages.context import RunContext, resumable_partial_dir
 from distill.training import checkpoints
 from distill.training.loop import train_model
@@ -46,7 +48,7 @@ def run_teacher_stage(ctx: RunContext, stage: TeacherStage, out_dir: Path, stage
         )
         checkpoints.remove(partial / "checkpoints", ctx.accelerator)
         model, lora = finish_lora(model, stage.lora, partial, ctx.accelerator)  # merged; adapter kept if asked
-    metrics = ctx.evaluate(model)
+    metrics = scored_in_training(ctx, outcome, computes_as_saved=stage.lora is None) or ctx.evaluate(model)
     save_artifact(ctx, model, partial)
     record = stage_record(ctx, stage, model, metrics, outcome, partial)
     if lora:

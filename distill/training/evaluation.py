@@ -14,11 +14,21 @@ from distill.data.metrics import compute_metrics, predictions_from_logits, token
 from distill.data.tasks import IGNORE_INDEX, TaskSpec
 
 
-@torch.no_grad()
-def _gathered_batches(model, dataset, collator, batch_size: int, accelerator: Accelerator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """(logits, labels) of every example exactly once (gather_for_metrics drops the padding that
-    makes the last batch even across processes)."""
-    loader = accelerator.prepare_data_loader(DataLoader(dataset, batch_size=batch_size, collate_fn=collator))
+def scoring_order(dataset) -> np.ndarray | None:
+    """Example indices from the shortest to the longest (stable), so that each batch pads to about
+    its own length: row order pads most GLUE dev batches to their longest sentence and costs about
+    twice the forwards. Across processes too: the gathered batches come back in this order."""
+    if "input_ids" not in dataset.column_names:
+        return None
+    return np.argsort([len(ids) for ids in dataset["input_ids"]], kind="stable")
+
+
+def _gathered_batches(model, dataset, collator, batch_size: int, accelerator: Accelerator,
+                      order: np.ndarray | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(logits, labels) of every example exactly once, in `order` (gather_for_metrics drops the
+    padding that makes the last batch even across processes)."""
+    source = dataset if order is None else dataset.select(order, keep_in_memory=True)
+    loader = accelerator.prepare_data_loader(DataLoader(source, batch_size=batch_size, collate_fn=collator))
     # Any callable returning `.logits` works (an ONNX Runtime model is not an nn.Module).
     is_module = isinstance(model, torch.nn.Module)
     was_training = is_module and model.training
@@ -26,10 +36,13 @@ def _gathered_batches(model, dataset, collator, batch_size: int, accelerator: Ac
         model.eval()
     try:
         for batch in loader:
-            labels = batch.pop("labels")
-            # No autocast: a model is scored in its own dtype, as its saved weights run for a user
-            # (and as `distill eval` scores them).
-            logits = torch.as_tensor(model(**batch).logits).float()
+            # no_grad, not inference_mode: a buffer written during a periodic evaluation (QAT's
+            # activation ranges, a lazily built cache) must stay usable when training resumes.
+            with torch.no_grad():
+                labels = batch.pop("labels")
+                # No autocast: a model is scored in its own dtype, as its saved weights run for a user
+                # (and as `distill eval` scores them).
+                logits = torch.as_tensor(model(**batch).logits).float()
             if logits.dim() == 3:  # one row per token: processes' batches may differ in length
                 logits = accelerator.pad_across_processes(logits, dim=1)
                 labels = accelerator.pad_across_processes(labels, dim=1, pad_index=IGNORE_INDEX)
@@ -42,19 +55,28 @@ def _gathered_batches(model, dataset, collator, batch_size: int, accelerator: Ac
 
 def predict_logits(model, dataset, collator, batch_size: int, accelerator: Accelerator) -> tuple[np.ndarray, np.ndarray]:
     """Logits and labels for every example, in dataset order (one label per input)."""
-    logits, labels = zip(*_gathered_batches(model, dataset, collator, batch_size, accelerator))
-    return torch.cat(logits).numpy(), torch.cat(labels).numpy()
+    order = scoring_order(dataset)
+    logits, labels = zip(*_gathered_batches(model, dataset, collator, batch_size, accelerator, order))
+    logits, labels = torch.cat(logits).numpy(), torch.cat(labels).numpy()
+    if order is not None:  # back to dataset order: metrics and cached teacher logits read it so
+        position = np.argsort(order)
+        logits, labels = logits[position], labels[position]
+    return logits, labels
 
 
 def predict_tags(model, dataset, collator, batch_size: int, accelerator: Accelerator) -> tuple[list[list[int]], list[list[int]]]:
     """Predicted and gold tag ids of every scored word (its first sub-token), sentence by sentence."""
     predicted, gold = [], []
-    for logits, labels in _gathered_batches(model, dataset, collator, batch_size, accelerator):
+    order = scoring_order(dataset)
+    for logits, labels in _gathered_batches(model, dataset, collator, batch_size, accelerator, order):
         choices = logits.argmax(dim=-1)
         for row_choices, row_labels in zip(choices, labels):
             scored = row_labels != IGNORE_INDEX
             predicted.append(row_choices[scored].tolist())
             gold.append(row_labels[scored].tolist())
+    if order is not None:  # back to dataset order (seqeval's scores do not depend on it, but callers may)
+        position = np.argsort(order)
+        predicted, gold = [predicted[i] for i in position], [gold[i] for i in position]
     return predicted, gold
 
 

@@ -43,6 +43,9 @@ class TrainOutcome:
     best_step: int | None = None
     best_selection_metrics: dict[str, float] | None = None
     history: list[dict] = field(default_factory=list)
+    # The selection metrics of the weights returned, when an evaluation scored exactly those in
+    # full precision (the best checkpoint restored, or the last step's); None otherwise.
+    final_metrics: dict[str, float] | None = None
 
 
 def loader_batch_size(cfg: TrainConfig, accelerator: Accelerator) -> int:
@@ -215,6 +218,12 @@ def train_model(
     model = accelerator.unwrap_model(model, keep_fp32_wrapper=False)
     if best_state is not None:
         model.load_state_dict(best_state)
+    final_metrics = None
+    if accelerator.mixed_precision == "no":  # an evaluation under autocast scored other numbers than a saved model gives
+        if best_state is not None:
+            final_metrics = progress.best_metrics
+        elif progress.history and progress.history[-1]["step"] == progress.step:
+            final_metrics = progress.history[-1]["eval"]
     accelerator.free_memory()
     outcome = TrainOutcome(
         steps=progress.step,
@@ -224,6 +233,7 @@ def train_model(
         best_step=progress.best_step,
         best_selection_metrics=progress.best_metrics,
         history=progress.history,
+        final_metrics=final_metrics,
     )
     return model, outcome
 

@@ -55,13 +55,9 @@ def teacher_logits(teacher, teacher_dir: Path, dataset, collator, batch_size: in
     if hit:
         logits = load_file(str(path))["logits"]
     else:
-        # Shortest rows first: batches padded to their own longest row waste little (row order
-        # padded most SST-2 batches to max_length and cost twice the live teacher's forwards).
-        order = np.argsort([len(ids) for ids in dataset["input_ids"]], kind="stable")
-        # predict_logits needs labels in the batch; the cache keeps only the logits.
-        sorted_logits = torch.from_numpy(predict_logits(teacher, dataset.select(order), collator, batch_size, accelerator)[0])
-        logits = torch.empty_like(sorted_logits)
-        logits[torch.from_numpy(order)] = sorted_logits
+        # predict_logits scores shortest rows first and returns row order; it needs labels in the
+        # batch, the cache keeps only the logits.
+        logits = torch.from_numpy(predict_logits(teacher, dataset, collator, batch_size, accelerator)[0])
         if accelerator.is_main_process:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(".tmp")

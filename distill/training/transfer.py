@@ -28,7 +28,7 @@ import datasets
 import torch
 
 from distill import DistillError
-from distill.data.corpus import default_search_dirs, resolve_corpus_file
+from distill.data.files import default_search_dirs, resolve_corpus_file
 from distill.data.tasks import IGNORE_INDEX, TaskSpec
 from distill.data.textfiles import read_text
 from distill.training.teacher_cache import inputs_digest, weights_digest
@@ -38,26 +38,6 @@ INPUT_COLUMNS = ("input_ids", "token_type_ids", "attention_mask")
 
 def unlabelled_marker(task: TaskSpec) -> float | int:
     return math.nan if task.is_regression else IGNORE_INDEX
-
-
-def check_transfer(recipe, task: TaskSpec, data_dir: str | None) -> None:
-    """What can be known before any stage runs: the task supports it and the files exist."""
-    for index, stage in enumerate(recipe.stages):
-        transfer = getattr(stage, "transfer", None)
-        if transfer is None:
-            continue
-        field = f"stages[{index}].transfer"
-        if task.is_token_classification:
-            raise DistillError(f"{field}: applies to sentence and pair tasks; task {task.name} is token classification")
-        augment = transfer.augment
-        if augment is not None and augment.mlm_stage is not None:
-            kind = recipe.stage(augment.mlm_stage).kind
-            if kind not in ("mlm_head", "general_distill"):
-                raise DistillError(f"{field}.augment.mlm_stage: '{augment.mlm_stage}' is a {kind} stage, not a masked LM "
-                                   "(an mlm_head or general_distill stage)")
-        dirs = default_search_dirs(recipe.data.dir or data_dir)
-        for i, name in enumerate(transfer.files):
-            resolve_corpus_file(name, dirs, f"{field}.files[{i}]")
 
 
 # --- unlabelled files ----------------------------------------------------------------------
@@ -168,8 +148,8 @@ def augmented_set(ctx, augment, seed: int, field: str) -> tuple[datasets.Dataset
     """The augmented copies of ctx.data.train (cached), and how long making them took."""
     from transformers import AutoTokenizer
 
-    from distill.models.loading import resolve_model_path
     from distill.models.mlm import load_mlm_model
+    from distill.models.sources import resolve_model_path
 
     source = str(ctx.outputs[augment.mlm_stage]) if augment.mlm_stage else resolve_model_path(augment.mlm_model)
     name = f"{field}.augment.{'mlm_stage' if augment.mlm_stage else 'mlm_model'}"

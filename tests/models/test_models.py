@@ -7,8 +7,9 @@ from transformers import BertConfig, BertForSequenceClassification
 from distill import DistillError
 from distill.data.tasks import get_task
 from distill.models.loading import load_classifier
-from distill.models.student import build_student, copy_layers_student, default_student_layers
+from distill.models.student import build_student, copy_layers_student
 from distill.recipe import StudentConfig
+from distill.recipe.training import default_student_layers
 
 
 @pytest.fixture

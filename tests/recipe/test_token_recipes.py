@@ -8,7 +8,8 @@ import torch
 from distill import DistillError
 from distill.data.tasks import IGNORE_INDEX, get_task
 from distill.recipe import validate_recipe
-from distill.stages.pipeline import check_stages_for_task, task_of
+from distill.stages.pipeline import task_of
+from distill.stages.preflight import check_stages_for_task
 
 
 def recipe(**changes):

@@ -13,9 +13,10 @@ from transformers import BertConfig, BertForMaskedLM, BertModel
 from distill import DistillError
 from distill.data.tasks import IGNORE_INDEX, get_task
 from distill.recipe import validate_recipe
+from distill.stages.preflight import check_transfer
 from distill.training.losses import hard_label_loss
 from distill.training.mlm import mlm_forward
-from distill.training.transfer import augment_rows, check_transfer, continuation_pieces, file_texts
+from distill.training.transfer import augment_rows, continuation_pieces, file_texts
 
 WORDS = ["the", "a", "movie", "film", "is", "was", "good", "bad", "great", "dull", "plot", "cast", "very", "not", "and",
          "un", "##ed", "##ly", "##s", "##ing", "fun", "slow", "."]
