@@ -14,11 +14,15 @@ from distill.data.metrics import compute_metrics, predictions_from_logits, token
 from distill.data.tasks import IGNORE_INDEX, TaskSpec
 
 
-def scoring_order(dataset) -> np.ndarray | None:
+def scoring_order(dataset, model) -> np.ndarray | None:
     """Example indices from the shortest to the longest (stable), so that each batch pads to about
     its own length: row order pads most GLUE dev batches to their longest sentence and costs about
-    twice the forwards. Across processes too: the gathered batches come back in this order."""
-    if "input_ids" not in dataset.column_names:
+    twice the forwards. Across processes too: the gathered batches come back in this order.
+    None (row order) for quantized models: ONNX Runtime's dynamic int8 quantizes each batch's
+    activations with that batch's range, and bitsandbytes' int8 picks outlier columns per batch,
+    so other batches would change their scores."""
+    quantized = getattr(getattr(model, "config", None), "quantization_config", None) is not None  # bitsandbytes
+    if not isinstance(model, torch.nn.Module) or quantized or "input_ids" not in dataset.column_names:
         return None
     return np.argsort([len(ids) for ids in dataset["input_ids"]], kind="stable")
 
@@ -55,7 +59,7 @@ def _gathered_batches(model, dataset, collator, batch_size: int, accelerator: Ac
 
 def predict_logits(model, dataset, collator, batch_size: int, accelerator: Accelerator) -> tuple[np.ndarray, np.ndarray]:
     """Logits and labels for every example, in dataset order (one label per input)."""
-    order = scoring_order(dataset)
+    order = scoring_order(dataset, model)
     logits, labels = zip(*_gathered_batches(model, dataset, collator, batch_size, accelerator, order))
     logits, labels = torch.cat(logits).numpy(), torch.cat(labels).numpy()
     if order is not None:  # back to dataset order: metrics and cached teacher logits read it so
@@ -67,7 +71,7 @@ def predict_logits(model, dataset, collator, batch_size: int, accelerator: Accel
 def predict_tags(model, dataset, collator, batch_size: int, accelerator: Accelerator) -> tuple[list[list[int]], list[list[int]]]:
     """Predicted and gold tag ids of every scored word (its first sub-token), sentence by sentence."""
     predicted, gold = [], []
-    order = scoring_order(dataset)
+    order = scoring_order(dataset, model)
     for logits, labels in _gathered_batches(model, dataset, collator, batch_size, accelerator, order):
         choices = logits.argmax(dim=-1)
         for row_choices, row_labels in zip(choices, labels):

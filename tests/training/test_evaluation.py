@@ -38,8 +38,13 @@ def tiny_model():
 
 
 def test_scoring_order_runs_shortest_rows_first(data):
-    lengths = [len(data[int(i)]["input_ids"]) for i in scoring_order(data)]
+    lengths = [len(data[int(i)]["input_ids"]) for i in scoring_order(data, tiny_model())]
     assert lengths == sorted(lengths)
+
+
+def test_a_model_that_is_no_torch_module_is_scored_in_row_order(data):
+    # ONNX Runtime's dynamic int8 takes each batch's activation range: other batches, other scores.
+    assert scoring_order(data, lambda **batch: None) is None
 
 
 def test_logits_come_back_in_dataset_order(data, collator):
@@ -73,3 +78,10 @@ def test_final_metrics_are_the_returned_weights_scores(data, collator, keep_best
 def test_no_final_metrics_when_evaluation_ran_under_autocast(data, collator):
     _, outcome = train(data, collator, mixed_precision="bf16")
     assert outcome.history and outcome.final_metrics is None
+
+
+def test_a_bitsandbytes_model_is_scored_in_row_order(data):
+    # bitsandbytes' int8 picks its outlier columns per batch: other batches, other scores.
+    model = tiny_model()
+    model.config.quantization_config = {"quant_method": "bitsandbytes", "load_in_8bit": True}
+    assert scoring_order(data, model) is None
