@@ -6,6 +6,18 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def word_collator(words: int = 40):
+    """A padding collator over a word-level vocabulary "w0".."w{words-1}" (ids 2..), [PAD] 0, [UNK] 1:
+    for tests that build token ids directly."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import DataCollatorWithPadding, PreTrainedTokenizerFast
+
+    vocab = {"[PAD]": 0, "[UNK]": 1, **{f"w{i}": i + 2 for i in range(words)}}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    return DataCollatorWithPadding(PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]"))
+
+
 def wordpiece_tokenizer(vocab: list[str], lowercase: bool = True):
     """A BERT tokenizer over exactly these WordPiece tokens (in this order), built the same way on
     transformers 4.x and 5.x: 5.x ignores `BertTokenizerFast(vocab_file=...)`, both take a

@@ -7,8 +7,8 @@ import pytest
 import torch
 from accelerate import Accelerator
 from datasets import Dataset
-from tokenizers import Tokenizer, models, pre_tokenizers
-from transformers import BertConfig, BertForSequenceClassification, DataCollatorWithPadding, PreTrainedTokenizerFast
+from helpers import word_collator
+from transformers import BertConfig, BertForSequenceClassification
 
 from distill.recipe import TrainConfig
 from distill.training.loop import train_model
@@ -26,10 +26,7 @@ def accelerator():  # per test: conftest resets Accelerate's state after each on
 
 @pytest.fixture(scope="module")
 def collator():
-    vocab = {"[PAD]": 0, "[UNK]": 1, **{f"w{i}": i + 2 for i in range(40)}}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    return DataCollatorWithPadding(PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]"))
+    return word_collator()
 
 
 def dataset(n=96):

@@ -5,8 +5,8 @@ import pytest
 import torch
 from accelerate import Accelerator
 from datasets import Dataset
-from tokenizers import Tokenizer, models, pre_tokenizers
-from transformers import BertConfig, BertForSequenceClassification, DataCollatorWithPadding, PreTrainedTokenizerFast
+from helpers import word_collator
+from transformers import BertConfig, BertForSequenceClassification
 
 from distill.recipe import TrainConfig
 from distill.training.evaluation import predict_logits, scoring_order
@@ -16,10 +16,7 @@ from distill.training.steps import hard_label_step
 
 @pytest.fixture(scope="module")
 def collator():
-    vocab = {"[PAD]": 0, "[UNK]": 1, **{f"w{i}": i + 2 for i in range(40)}}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    return DataCollatorWithPadding(PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]"))
+    return word_collator()
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,8 @@ import pytest
 import torch
 from accelerate import Accelerator
 from datasets import Dataset
-from tokenizers import Tokenizer, models, pre_tokenizers
-from transformers import BertConfig, BertForSequenceClassification, DataCollatorWithPadding, PreTrainedTokenizerFast
+from helpers import word_collator
+from transformers import BertConfig, BertForSequenceClassification
 
 from distill.training.losses import DistillationLoss, LossWeights
 from distill.training.steps import distillation_step
@@ -15,10 +15,7 @@ from distill.training.teacher_cache import INDEX_COLUMN, cached_distillation_ste
 
 @pytest.fixture(scope="module")
 def collator():
-    vocab = {"[PAD]": 0, "[UNK]": 1, **{f"w{i}": i + 2 for i in range(40)}}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    return DataCollatorWithPadding(PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]"))
+    return word_collator()
 
 
 @pytest.fixture(scope="module")
