@@ -106,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--data-dir: {args.data_dir / 'sst2' / 'train.tsv'} not found")
     if not (args.textbrewer_venv / "bin" / "python").is_file():
         parser.error(f"--textbrewer-venv: {args.textbrewer_venv} has no python (see scripts/textbrewer_job.py)")
+    if args.before_code and not (args.before_code / "distill" / "__init__.py").is_file():
+        parser.error(f"--before-code: {args.before_code} is not a checkout of distill (git worktree add DIR REV)")
     sys.path.insert(0, str(REPO))
     from distill.reporting.report import measured_on
 

@@ -60,40 +60,43 @@ def load_artifact(folder: str | Path, *, threads: int | None = None):
     return load_torch_classifier(folder), kind
 
 
+def own_loader(config: dict):
+    """Our loader for the shapes transformers cannot rebuild from this config.json: low-rank layers
+    (distill/lowrank, maybe pruned too) or pruned ones (distill/pruning); None for a native model."""
+    from distill.lowrank import FACTORIZATION_KEY, load_factorized
+    from distill.pruning import PRUNING_KEY, load_pruned
+
+    return load_factorized if config.get(FACTORIZATION_KEY) else load_pruned if config.get(PRUNING_KEY) else None
+
+
 def load_torch_classifier(folder: str | Path):
-    """A torch artifact in its saved dtype; factorized and pruned ones through the maps in their
-    config (low-rank layers, a layer without heads or per-layer FFN sizes do not load natively)."""
+    """A torch artifact in its saved dtype; factorized and pruned ones through our loaders (low-rank
+    layers, a layer without heads or per-layer FFN sizes do not load natively)."""
     import torch
 
-    from distill.lowrank import FACTORIZATION_KEY, load_factorized
     from distill.models.sources import check_weights_format
-    from distill.pruning import PRUNING_KEY, load_pruned
     from distill.quantize.cast import load_cast_classifier
 
     check_weights_format(str(folder), allow_pickle=False)  # artifacts load from safetensors only
     config = json.loads((Path(folder) / "config.json").read_text())
-    if config.get(FACTORIZATION_KEY):
-        return load_factorized(folder)  # in its saved dtype
-    if config.get(PRUNING_KEY):
-        dtype = config.get("dtype") or config.get("torch_dtype") or "float32"
-        return load_pruned(folder).to(getattr(torch, str(dtype)))
-    return load_cast_classifier(folder)
+    loader = own_loader(config)
+    if loader is None:
+        return load_cast_classifier(folder)
+    dtype = config.get("dtype") or config.get("torch_dtype") or "float32"
+    return loader(folder).to(getattr(torch, str(dtype)))  # a factorized model loads in it already
 
 
 def load_task_model(source: str, task, **kwargs):
     """A classifier for `task` from a torch source: our factorized and pruned artifacts through their
-    own loaders (transformers cannot rebuild those shapes), any other model through
-    `distill.models.loading.load_classifier` (same keyword arguments)."""
-    from distill.lowrank import FACTORIZATION_KEY, load_factorized
+    own loaders, any other model through `distill.models.loading.load_classifier` (same keyword
+    arguments)."""
     from distill.models.loading import load_classifier
     from distill.models.sources import check_weights_format, resolve_model_path
-    from distill.pruning import PRUNING_KEY, load_pruned
 
     path = resolve_model_path(source)
     check_weights_format(path, kwargs.get("allow_pickle", False))
     config_file = Path(path) / "config.json"
-    config = json.loads(config_file.read_text()) if config_file.is_file() else {}
-    loader = load_factorized if config.get(FACTORIZATION_KEY) else load_pruned if config.get(PRUNING_KEY) else None
+    loader = own_loader(json.loads(config_file.read_text()) if config_file.is_file() else {})
     if loader is None:
         return load_classifier(source, task, **kwargs)
     attn_implementation = kwargs.get("attn_implementation")

@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from distill import DistillError
 from distill.models.loading import count_parameters, load_tokenizer, save_model, weights_size_bytes
 from distill.recipe import dump_recipe
@@ -96,8 +98,6 @@ RELOAD_CHECK_ROWS = 64  # dev examples: enough to exercise every layer, a fracti
 def check_reload(ctx, model, reloaded, folder: Path) -> None:
     """The saved folder reloads to the model that was trained: its logits on the first dev
     examples agree with the in-memory model's (a cheap check instead of scoring the split again)."""
-    import torch
-
     rows = ctx.data.validation.select(range(min(RELOAD_CHECK_ROWS, len(ctx.data.validation))), keep_in_memory=True)
     batch = ctx.data.collator([{k: v for k, v in row.items() if k != "labels"} for row in rows])
     batch = {k: v.to(ctx.accelerator.device) for k, v in batch.items()}

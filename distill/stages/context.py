@@ -53,16 +53,20 @@ class RunContext:
     outputs: StageOutputs = field(default_factory=StageOutputs)  # stage name -> artifact folder
     stage_hashes: dict[str, str] = field(default_factory=dict)
 
-    def input_dir(self, stage) -> Path:
-        """The artifact a stage starts from: the stage named by its `input` field, else the stage
-        just before it (a multi-seed stage's artifact is its first seed's model)."""
+    def input_name(self, stage) -> str:
+        """The stage whose artifact a stage starts from: the one named by its `input` field, else
+        the stage just before it."""
         name = getattr(stage, "input", None)
         if name is None:
             index = self.recipe.stages.index(stage)
             if index == 0:
                 raise DistillError(f"stages[0] ({stage.name}): a {stage.kind} stage needs an earlier stage to start from")
             name = self.recipe.stages[index - 1].name
-        return self.outputs[name]
+        return name
+
+    def input_dir(self, stage) -> Path:
+        """The artifact a stage starts from (a multi-seed stage's artifact is its first seed's model)."""
+        return self.outputs[self.input_name(stage)]
 
     def evaluate(self, model, dataset=None, *, tokenizer=None) -> dict[str, float]:
         """The task metric on the dev split (or `dataset`). A model whose `tokenizer` has another

@@ -34,7 +34,7 @@ from distill.pruning.structure import PRUNING_KEY, sync_pruning_config, transfor
 from distill.recipe import PruneStage
 from distill.stages.common import finish_stage, require_run_vocabulary, save_artifact, stage_record
 from distill.stages.context import RunContext, fresh_partial_dir
-from distill.stages.recovery import input_stage_name, recovery_teacher_name, train_recovery
+from distill.stages.recovery import recovery_teacher_name, train_recovery
 from distill.training.loop import TrainOutcome
 from distill.training.steps import distillation_loss, distillation_step, hard_label_step
 
@@ -102,7 +102,7 @@ def run_prune_stage(ctx: RunContext, stage: PruneStage, out_dir: Path, stage_has
     field = f"stages[{ctx.recipe.stages.index(stage)}]"
     set_seed(ctx.recipe.seed)
     device = ctx.accelerator.device
-    source_name = input_stage_name(ctx, stage)
+    source_name = ctx.input_name(stage)
     require_run_vocabulary(ctx, ctx.outputs[source_name], f"{field}.input")
     model = load_pruned(ctx.outputs[source_name]).to(device)
     try:

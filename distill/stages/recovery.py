@@ -5,19 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from distill import DistillError
 from distill.recipe import PruneStage, TeacherStage
 from distill.stages.context import RunContext
 from distill.training.loop import train_model
-
-
-def input_stage_name(ctx: RunContext, stage: PruneStage) -> str:
-    index = ctx.recipe.stages.index(stage)
-    if stage.input is not None:
-        return stage.input
-    if index == 0:
-        raise DistillError(f"stages[0] ({stage.name}): a prune stage needs an earlier stage to start from")
-    return ctx.recipe.stages[index - 1].name
 
 
 def recovery_teacher_name(ctx: RunContext, stage: PruneStage) -> str:
@@ -26,7 +16,7 @@ def recovery_teacher_name(ctx: RunContext, stage: PruneStage) -> str:
         return stage.teacher
     earlier = ctx.recipe.stages[: ctx.recipe.stages.index(stage)]
     teachers = [s.name for s in earlier if isinstance(s, TeacherStage)]
-    return teachers[-1] if teachers else input_stage_name(ctx, stage)
+    return teachers[-1] if teachers else ctx.input_name(stage)
 
 
 def train_recovery(ctx, model, *, cfg, step, extra, log_path: Path, description: str, checkpoint_dir: Path | None = None):
