@@ -23,31 +23,15 @@ from distill.lowrank.svd import (
     saves_parameters,
     singular_values,
 )
-from distill.models.architectures import encoder_layers
+from distill.models.families import family_of, submodule, transformer_blocks
 
 FACTORIZATION_KEY = "distill_factorization"
 FORMAT_VERSION = 1
 
-# Recipe names of the layers of a transformer block, per layer layout.
-BLOCK_LAYOUTS = {
-    "bert": {  # BERT, RoBERTa, ELECTRA, XLM-R, MiniLM
-        "query": "attention.self.query",
-        "key": "attention.self.key",
-        "value": "attention.self.value",
-        "attention_output": "attention.output.dense",
-        "ffn_in": "intermediate.dense",
-        "ffn_out": "output.dense",
-    },
-    "distilbert": {
-        "query": "attention.q_lin",
-        "key": "attention.k_lin",
-        "value": "attention.v_lin",
-        "attention_output": "attention.out_lin",
-        "ffn_in": "ffn.lin1",
-        "ffn_out": "ffn.lin2",
-    },
-}
-BLOCK_MODULES = tuple(BLOCK_LAYOUTS["bert"])
+# Recipe names of the layers of a transformer block (the architecture layer's roles). In a family
+# with one fused qkv projection, "query", "key" and "value" all name it.
+BLOCK_MODULES = ("query", "key", "value", "qkv", "attention_output", "ffn_in", "ffn_out")
+FUSED_PARTS = ("query", "key", "value")
 
 
 @dataclass(frozen=True)
@@ -68,36 +52,27 @@ class FactorizationResult:
     kept_dense: dict[str, int] = field(default_factory=dict)  # selected, but the rank would not save parameters
 
 
-def block_layout(model: nn.Module) -> tuple[str, nn.ModuleList, dict[str, str]]:
-    """(prefix of the block list, the blocks, recipe name -> path inside a block)."""
-    prefix, blocks = encoder_layers(model)
-    for layout in BLOCK_LAYOUTS.values():
-        if all(_has_submodule(blocks[0], path) for path in layout.values()):
-            return prefix, blocks, layout
-    raise DistillError(f"factorize supports BERT-style and DistilBERT encoders; {type(model).__name__} has another layer layout")
-
-
-def _has_submodule(module: nn.Module, path: str) -> bool:
-    try:
-        module.get_submodule(path)
-    except AttributeError:
-        return False
-    return True
-
-
 def target_linears(model: nn.Module, modules: Sequence[str], field: str = "modules") -> dict[str, nn.Linear]:
     """{path in the model: nn.Linear} of the named block layers (already factorized or emptied
     layers are skipped)."""
     unknown = [m for m in modules if m not in BLOCK_MODULES]
     if unknown:
         raise DistillError(f"{field}: unknown module(s) {unknown}; choose from {', '.join(BLOCK_MODULES)}")
-    prefix, blocks, layout = block_layout(model)
+    family = family_of(model, field)
+    roles = family.projection_roles()
+    paths = []
+    for name in modules:
+        path = roles.get(name) or (family.qkv if name in FUSED_PARTS else None)
+        if path is None:
+            raise DistillError(f"{field}: {family.name} blocks have no '{name}' layer; they have {', '.join(roles)}")
+        paths += [path] if path not in paths else []
+    prefix, blocks = transformer_blocks(model, field)
     found = {}
     for i, block in enumerate(blocks):
-        for name in modules:
-            module = block.get_submodule(layout[name])
+        for path in paths:
+            module = submodule(block, path)
             if type(module) is nn.Linear and min(module.in_features, module.out_features) > 0:
-                found[f"{prefix}.{i}.{layout[name]}"] = module
+                found[f"{prefix}.{i}.{path}"] = module
     return found
 
 
@@ -165,7 +140,7 @@ def linear_flops_per_token(model: nn.Module) -> int:
     embeddings' projection (a dense embedding is a lookup, 0). Not counted: attention's
     sequence-length-dependent score and weighted-sum products (factorization leaves them as they
     are), and the pooler and classifier, which run once per sequence."""
-    _, blocks = encoder_layers(model)
+    _, blocks = transformer_blocks(model)
     total, counted = 0, set()
     for block in blocks:
         for module in block.modules():  # parents come before their children

@@ -9,7 +9,6 @@ saved safetensors weights strictly: every key, every shape.
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import torch
@@ -22,7 +21,8 @@ from distill.lowrank.factorize import FACTORIZATION_KEY, FORMAT_VERSION, replace
 from distill.lowrank.svd import FactorizedEmbedding, FactorizedLinear
 from distill.models.architectures import saved_model_class
 from distill.models.compat import load_sharded_checkpoint
-from distill.pruning.structure import PRUNING_KEY, prune_ffn, prune_heads
+from distill.pruning.loading import pruned_skeleton
+from distill.pruning.structure import PRUNING_KEY
 
 
 def load_factorized(path: str | Path, **config_kwargs) -> PreTrainedModel:
@@ -53,16 +53,9 @@ def _skeleton(config, attn: str | None) -> PreTrainedModel:
     pruning = getattr(config, PRUNING_KEY, None)
     if not pruning:
         return saved_model_class(config)._from_config(config, **extra)
-    # The same reconstruction as distill.pruning.load_pruned, which also loads weights (we cannot:
-    # our factorized modules must be in place first).
-    skeleton = copy.deepcopy(config)
-    skeleton.pruned_heads = {}
-    skeleton.intermediate_size = max(pruning["intermediate_sizes"])
-    model = saved_model_class(config)._from_config(skeleton, **extra)
-    total = config.num_attention_heads
-    prune_heads(model, {i: [h for h in range(total) if h not in kept] for i, kept in enumerate(pruning["heads_kept"])})
-    prune_ffn(model, [list(range(size)) for size in pruning["intermediate_sizes"]])
-    return model  # its config: the saved one (maps included), the pruning map rewritten by the calls
+    # As distill.pruning.load_pruned builds it, but weights are loaded later: our factorized
+    # modules must be in place first.
+    return pruned_skeleton(config, saved_model_class(config), **extra)
 
 
 def _empty_factorized(module: nn.Module, rank: int, path: str, folder: Path) -> nn.Module:

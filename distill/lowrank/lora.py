@@ -14,36 +14,20 @@ from typing import TYPE_CHECKING
 from torch import nn
 
 from distill import DistillError
+from distill.models.families import family_of
 
 if TYPE_CHECKING:  # peft is imported where LoRA is used: it imports bitsandbytes, seconds at every start
     from peft import LoraConfig, PeftModel
 
-# Layers LoRA adapts when the recipe names none: the attention query and value projections.
-DEFAULT_TARGET_MODULES = {
-    "bert": ["query", "value"],
-    "roberta": ["query", "value"],
-    "xlm-roberta": ["query", "value"],
-    "electra": ["query", "value"],
-    "camembert": ["query", "value"],
-    "distilbert": ["q_lin", "v_lin"],
-}
-# The task head, trained in full (it starts random). PEFT adds `classifier`/`score` for SEQ_CLS
-# by itself; DistilBERT's head also has a `pre_classifier` layer.
-DEFAULT_HEAD_MODULES = {"distilbert": ["pre_classifier", "classifier"]}
-
-
 def default_target_modules(model: nn.Module, field: str = "lora") -> list[str]:
-    model_type = getattr(model.config, "model_type", None)
-    if model_type not in DEFAULT_TARGET_MODULES:
-        raise DistillError(f"{field}.target_modules: no default for model type {model_type!r}; name the layers to adapt")
-    return list(DEFAULT_TARGET_MODULES[model_type])
+    """The layers LoRA adapts when the recipe names none: the family's query and value projections."""
+    return list(family_of(model, f"{field}.target_modules").lora_targets)
 
 
 def lora_config(model: nn.Module, settings, field: str = "lora") -> LoraConfig:
     """PEFT's LoraConfig for a sequence or token classifier from the recipe's `lora:` block (LoraSettings)."""
     from peft import LoraConfig, TaskType
 
-    model_type = getattr(model.config, "model_type", None)
     per_token = type(model).__name__.endswith("ForTokenClassification")
     return LoraConfig(
         task_type=TaskType.TOKEN_CLS if per_token else TaskType.SEQ_CLS,
@@ -51,7 +35,8 @@ def lora_config(model: nn.Module, settings, field: str = "lora") -> LoraConfig:
         lora_alpha=settings.alpha,
         lora_dropout=settings.dropout,
         target_modules=list(settings.target_modules or default_target_modules(model, field)),
-        modules_to_save=list(settings.modules_to_save or DEFAULT_HEAD_MODULES.get(model_type, ["classifier"])),
+        # The head layers the checkpoint lacks are trained in full (PEFT adds classifier / score for SEQ_CLS itself).
+        modules_to_save=list(settings.modules_to_save or family_of(model, field).new_head_modules),
     )
 
 

@@ -1,15 +1,16 @@
-"""Vocabulary trimming (as TextPruner does): keep only the WordPiece tokens a task's data uses.
+"""Vocabulary trimming (as TextPruner does): keep only the tokens a task's data uses.
 
     counts = token_counts(dataset["input_ids"], len(tokenizer))
     keep = tokens_to_keep(tokenizer, counts)                  # used + special + character tokens
     model, tokenizer = trim_vocabulary(model, tokenizer, keep)
 
-The tokenizer is rebuilt from its own `tokenizers` JSON with the kept tokens only, renumbered in
-their original order. Text made of kept tokens tokenizes to the same tokens as before (WordPiece
-takes the longest matching piece, and every piece the data used is kept), so the model's outputs
-on it are unchanged. Other words still split into kept pieces: with `characters`, every character
-the data uses stays available as a word start and as a `##` continuation, so unseen words are
-spelled out instead of becoming [UNK]; characters never seen become [UNK].
+For WordPiece (BERT, DistilBERT, ELECTRA, MiniLM), BPE (RoBERTa, GPT-2 style byte-level) and
+Unigram (XLM-R, DeBERTa-v3) fast tokenizers. The tokenizer is rebuilt from its own `tokenizers`
+JSON with the kept tokens only, renumbered in their original order. Text made of kept tokens
+tokenizes to the same tokens as before (what each kind keeps for that: vocab_kinds.py), so the
+model's outputs on it are unchanged. Other words still split into kept pieces: with `characters`,
+the characters the data uses (for byte-level BPE, all 256 bytes) stay available, so unseen words
+are spelled out instead of becoming the unknown-word token; characters never seen become it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from tokenizers import Tokenizer
 from torch import nn
 
 from distill import DistillError
+from distill.lowrank import vocab_kinds
 from distill.lowrank.svd import FactorizedEmbedding
 
 
@@ -34,20 +36,21 @@ def token_counts(id_lists: Iterable[Sequence[int]], vocab_size: int) -> np.ndarr
     return np.bincount(ids, minlength=vocab_size)
 
 
-def _wordpiece_state(tokenizer) -> dict:
+def _tokenizer_state(tokenizer) -> dict:
     if not getattr(tokenizer, "is_fast", False):
         raise DistillError(f"trim_vocab needs a fast (tokenizers) tokenizer; {type(tokenizer).__name__} is not one")
     state = json.loads(tokenizer.backend_tokenizer.to_str())
-    if state["model"]["type"] != "WordPiece":
-        raise DistillError(f"trim_vocab supports WordPiece tokenizers (BERT, DistilBERT, ELECTRA, MiniLM); this one is {state['model']['type']}")
+    vocab_kinds.check_kind(state)
     return state
 
 
 def tokens_to_keep(tokenizer, counts: np.ndarray, *, max_tokens: int | None = None, min_count: int = 1, characters: bool = True) -> list[int]:
-    """Sorted ids of the tokens to keep: every special token; the tokens seen at least `min_count`
-    times (only the `max_tokens` most frequent, if given); with `characters`, the single-character
-    pieces (`c` and `##c`) of every character in any token seen."""
-    state = _wordpiece_state(tokenizer)
+    """Sorted ids of the tokens to keep: every special token and the unknown-word token; the
+    tokens seen at least `min_count` times (only the `max_tokens` most frequent, if given); with
+    `characters`, the pieces that spell out unseen words (vocab_kinds.character_tokens); for BPE,
+    the parts every kept token is merged from."""
+    state = _tokenizer_state(tokenizer)
+    model = state["model"]
     vocab = tokenizer.get_vocab()
     id_to_token = {i: t for t, i in vocab.items()}
     special = set(tokenizer.all_special_ids) | {token["id"] for token in state["added_tokens"]}
@@ -55,28 +58,23 @@ def tokens_to_keep(tokenizer, counts: np.ndarray, *, max_tokens: int | None = No
     used = [i for i in seen if counts[i] >= min_count]
     if max_tokens is not None:
         used = sorted(used, key=lambda i: (-counts[i], i))[:max_tokens]
-    keep = special | set(used)
+    keep = special | set(used) | {vocab[t] for t in vocab_kinds.required_tokens(model)}
     if characters:
-        prefix = state["model"]["continuing_subword_prefix"]
-        alphabet = {c for i in seen for c in id_to_token[i].removeprefix(prefix)}
-        keep |= {vocab[piece] for c in alphabet for piece in (c, prefix + c) if piece in vocab}
+        keep |= {vocab[t] for t in vocab_kinds.character_tokens(state, (id_to_token[i] for i in seen), vocab)}
+    keep |= {vocab[t] for t in vocab_kinds.merge_parts(model, {id_to_token[i] for i in keep})}
     return sorted(keep)
 
 
 def trim_tokenizer(tokenizer, keep_ids: Sequence[int]):
     """The same tokenizer (class, normalizer, pre-tokenizer, templates, settings) with only the
     kept tokens, renumbered 0..len(keep_ids)-1 in their original order."""
-    state = _wordpiece_state(tokenizer)
+    state = _tokenizer_state(tokenizer)
     id_to_token = {i: t for t, i in tokenizer.get_vocab().items()}
     missing = [i for i in keep_ids if i not in id_to_token]
     if missing:
         raise DistillError(f"token ids {missing[:5]} are not in the tokenizer's vocabulary")
     new_id = {old: new for new, old in enumerate(sorted(keep_ids))}
-    new_vocab = {id_to_token[old]: new for old, new in new_id.items()}
-    unk = state["model"]["unk_token"]
-    if unk not in new_vocab:
-        raise DistillError(f"the unknown-word token {unk} must be kept")
-    state["model"]["vocab"] = new_vocab
+    vocab_kinds.trim_model(state["model"], new_id, id_to_token)
     for token in state["added_tokens"]:
         token["id"] = _renumber(new_id, token["id"], token["content"])
     _renumber_templates(state.get("post_processor"), new_id)

@@ -9,7 +9,7 @@ from transformers import PreTrainedModel
 
 from distill import DistillError
 from distill.data.tasks import TaskSpec
-from distill.models.architectures import encoder_layers
+from distill.models.families import family_of, transformer_blocks
 from distill.models.loading import load_classifier
 from distill.recipe import StudentConfig
 from distill.recipe.training import default_student_layers
@@ -21,9 +21,15 @@ def copy_layers_student(teacher: PreTrainedModel, layers: list[int]) -> PreTrain
     bad = [i for i in layers if not 0 <= i < n_teacher]
     if bad:
         raise DistillError(f"student.layers: {bad} out of range; the teacher has layers 0..{n_teacher - 1}")
-    prefix, _ = encoder_layers(teacher)
+    prefix, _ = transformer_blocks(teacher, "student.layers")
     config = teacher.config.__class__.from_dict(teacher.config.to_dict())
     config.num_hidden_layers = len(layers)
+    family = family_of(teacher)
+    types_key = family.layer_types_key
+    if types_key and getattr(config, types_key, None):
+        # Each copied layer keeps its attention kind (ModernBERT: global or sliding window). transformers
+        # 4.x has no per-layer list: there the kinds follow global_attn_every_n_layers by new index.
+        setattr(config, types_key, [getattr(teacher.config, types_key)[i] for i in layers])
     student = type(teacher)(config)
     layer_key = re.compile(rf"^{re.escape(prefix)}\.(\d+)\.(.*)$")
     new_index = {teacher_i: student_i for student_i, teacher_i in enumerate(layers)}
@@ -34,8 +40,16 @@ def copy_layers_student(teacher: PreTrainedModel, layers: list[int]) -> PreTrain
             state[key] = tensor.clone()
         elif int(match.group(1)) in new_index:
             state[f"{prefix}.{new_index[int(match.group(1))]}.{match.group(2)}"] = tensor.clone()
+    # Modules only some block positions have (ModernBERT's first block lacks attn_norm): the student's own.
+    def position_dependent(key: str) -> bool:
+        match = layer_key.match(key)
+        return match is not None and match.group(2).split(".")[0] in family.absent_in_first_block
+
+    student_keys = set(student.state_dict())
+    state = {k: v for k, v in state.items() if k in student_keys or not position_dependent(k)}
     missing, unexpected = student.load_state_dict(state, strict=False)
-    if unexpected or [k for k in missing if "position_ids" not in k]:
+    missing = [k for k in missing if "position_ids" not in k and not position_dependent(k)]
+    if unexpected or missing:
         raise DistillError(f"student copy mismatch: missing {missing}, unexpected {unexpected}")
     return student
 

@@ -3,7 +3,7 @@
     scores = head_importance(model, dataloader, max_batches=32)   # Michel et al. 2019 gates
     prune_heads(model, select_heads(scores, 0.5))                   # 50 % of all heads, globally
     prune_ffn(model, select_neurons(ffn_importance(model, dataloader), 0.25,
-                                    original_size=model.config.intermediate_size))
+                                    original_size=original_intermediate_size(model)))
     model.save_pretrained(folder)         # the pruning map travels in config.json
     model = load_pruned(folder)           # re-applies it (any transformers version)
 
@@ -26,6 +26,7 @@ from distill.pruning.structure import (
     intermediate_sizes,
     kept_heads,
     loads_natively,
+    original_intermediate_size,
     prune_ffn,
     prune_heads,
     pruning_counts,
@@ -40,6 +41,7 @@ __all__ = [
     "kept_heads",
     "load_pruned",
     "loads_natively",
+    "original_intermediate_size",
     "prune_ffn",
     "prune_heads",
     "pruning_counts",

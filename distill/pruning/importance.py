@@ -20,6 +20,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from distill.models.families import family_of, submodule
 from distill.pruning.structure import head_size, kept_heads, transformer_blocks
 
 LossFn = Callable[[nn.Module, dict], torch.Tensor]
@@ -40,8 +41,8 @@ def _head_gate_hook(gate: torch.Tensor, size: int):
 
 
 def _neuron_gate_hook(gate: torch.Tensor):
-    def hook(module, args, output):
-        return output * gate.to(output.dtype)
+    def hook(module, args):  # on ffn_out, whose input is the neurons' activations
+        return (args[0] * gate.to(args[0].dtype), *args[1:])
 
     return hook
 
@@ -93,12 +94,12 @@ def head_importance(
     Michel et al. do before ranking heads across layers. `loss_fn(model, batch) -> scalar`
     defaults to the model's own loss on the batch's labels.
     """
-    layers = transformer_blocks(model)
+    layers, family = transformer_blocks(model), family_of(model)
     kept, size = kept_heads(model), head_size(model)
     device = next(model.parameters()).device
     gates = [torch.ones(len(k), device=device, requires_grad=True) for k in kept]
     handles = [
-        layer.attention.output.dense.register_forward_pre_hook(_head_gate_hook(gate, size))
+        submodule(layer, family.attention_output).register_forward_pre_hook(_head_gate_hook(gate, size))
         for layer, gate in zip(layers, gates)
         if gate.numel()
     ]
@@ -130,19 +131,18 @@ def ffn_importance(
     `taylor`: sum over batches of |sum over tokens of activation x gradient| (needs data).
     `magnitude`: the L2 norm of the neuron's input row times that of its output column (no data).
     """
-    layers = transformer_blocks(model)
+    layers, family = transformer_blocks(model), family_of(model)
+    ffn_out = [submodule(layer, family.ffn_out) for layer in layers]
     if method == "magnitude":
-        return [
-            (layer.intermediate.dense.weight.norm(dim=1) * layer.output.dense.weight.norm(dim=0)).detach().float().cpu()
-            for layer in layers
-        ]
+        return [_input_row_norms(submodule(layer, family.ffn_in), family.ffn_gated) * out.weight.norm(dim=0).detach().float().cpu()
+                for layer, out in zip(layers, ffn_out)]
     if method != "taylor":
         raise ValueError(f"method: expected 'taylor' or 'magnitude', got {method!r}")
     if dataloader is None:
         raise ValueError("ffn_importance(method='taylor') needs a dataloader")
     device = next(model.parameters()).device
-    gates = [torch.ones(layer.intermediate.dense.out_features, device=device, requires_grad=True) for layer in layers]
-    handles = [layer.intermediate.register_forward_hook(_neuron_gate_hook(gate)) for layer, gate in zip(layers, gates)]
+    gates = [torch.ones(out.in_features, device=device, requires_grad=True) for out in ffn_out]
+    handles = [out.register_forward_pre_hook(_neuron_gate_hook(gate)) for out, gate in zip(ffn_out, gates)]
     try:
         with _frozen_eval(model):
             sums = _sum_abs_gate_gradients(model, dataloader, gates, loss_fn, max_batches)
@@ -150,3 +150,12 @@ def ffn_importance(
         for handle in handles:
             handle.remove()
     return [total.detach().float().cpu() for total in sums]
+
+
+def _input_row_norms(ffn_in: nn.Linear, gated: bool) -> torch.Tensor:
+    """Each neuron's input-weight norm; a gated neuron's up and gate rows count together."""
+    rows = ffn_in.weight.detach().float()
+    if gated:
+        up, gate = rows.chunk(2, dim=0)
+        return torch.cat([up, gate], dim=1).norm(dim=1).cpu()
+    return rows.norm(dim=1).cpu()

@@ -18,6 +18,7 @@ from transformers import AutoConfig, PreTrainedModel
 from distill import DistillError
 from distill.models.architectures import saved_model_class
 from distill.models.compat import load_sharded_checkpoint
+from distill.models.families import family_of
 from distill.pruning.structure import PRUNING_KEY, prune_ffn, prune_heads
 
 
@@ -32,18 +33,26 @@ def load_pruned(path: str | Path, **config_kwargs) -> PreTrainedModel:
     extra = {"attn_implementation": attn} if attn else {}
     if not spec:
         return cls.from_pretrained(folder, config=config, use_safetensors=True, **extra).eval()
-    heads_kept, sizes = spec["heads_kept"], spec["intermediate_sizes"]
-    if len(heads_kept) != config.num_hidden_layers or len(sizes) != config.num_hidden_layers:
-        raise DistillError(f"{folder}/config.json: {PRUNING_KEY} lists {len(heads_kept)} layers, the config has {config.num_hidden_layers}")
-    skeleton = copy.deepcopy(config)
-    skeleton.pruned_heads = {}  # shapes come from our map, not from transformers' own pruning
-    skeleton.intermediate_size = max(sizes)
-    model = cls._from_config(skeleton, **extra)
-    total = config.num_attention_heads
-    prune_heads(model, {i: [h for h in range(total) if h not in kept] for i, kept in enumerate(heads_kept)})
-    prune_ffn(model, [list(range(size)) for size in sizes])
+    if len(spec["heads_kept"]) != config.num_hidden_layers or len(spec["intermediate_sizes"]) != config.num_hidden_layers:
+        raise DistillError(f"{folder}/config.json: {PRUNING_KEY} lists {len(spec['heads_kept'])} layers, "
+                           f"the config has {config.num_hidden_layers}")
+    model = pruned_skeleton(config, cls, **extra)
     _load_weights_strictly(model, folder)
     return model.eval()  # its config: the saved one, with the map rewritten by the pruning calls
+
+
+def pruned_skeleton(config, cls, **extra) -> PreTrainedModel:
+    """The architecture with the pruned shapes of the config's map, weights not loaded: the unpruned
+    model built from the config, then pruned to the recorded shapes."""
+    spec = getattr(config, PRUNING_KEY)
+    skeleton = copy.deepcopy(config)
+    skeleton.pruned_heads = {}  # shapes come from our map, not from transformers' own pruning
+    setattr(skeleton, family_of(config, "pruning").intermediate_size_key, max(spec["intermediate_sizes"]))
+    model = cls._from_config(skeleton, **extra)
+    total = config.num_attention_heads
+    prune_heads(model, {i: [h for h in range(total) if h not in kept] for i, kept in enumerate(spec["heads_kept"])})
+    prune_ffn(model, [list(range(size)) for size in spec["intermediate_sizes"]])
+    return model  # its config: the saved one, with the map rewritten by the pruning calls
 
 
 def _load_weights_strictly(model: PreTrainedModel, folder: Path) -> None:

@@ -25,7 +25,7 @@ from transformers import AutoConfig, BitsAndBytesConfig
 
 from distill import DistillError
 from distill.models.architectures import saved_model_class
-from distill.quantize.skip_modules import DEFAULT_SKIP_MODULES, skipped_linear_paths  # noqa: F401 (DEFAULT_SKIP_MODULES: docs)
+from distill.quantize.skip_modules import skipped_linear_paths
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 QUANT_TYPES = ("nf4", "fp4")
@@ -43,7 +43,7 @@ def bnb_config(
     compute_dtype: str = "fp32",
     skip_modules: tuple[str, ...] | list[str] | None = None,
 ) -> BitsAndBytesConfig:
-    """None for skip_modules: the task head's names that the model has (DEFAULT_SKIP_MODULES),
+    """None for skip_modules: the task head's names that the model has (skip_modules.default_skip_modules),
     resolved when the model is loaded."""
     if bits not in (4, 8):
         raise DistillError(f"bits: must be 4 or 8, got {bits!r}")

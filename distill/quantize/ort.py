@@ -89,15 +89,21 @@ def export_onnx(model, path: Path) -> Path:
         per_token = model(**{n: dummy[n] for n in names}).logits.dim() == 3
     axes = {name: {0: "batch", 1: "sequence"} for name in names} | {"logits": {0: "batch", 1: "sequence"} if per_token else {0: "batch"}}
     previous = model.config._attn_implementation
-    model.config._attn_implementation = "eager"
-    try:
-        with torch.no_grad(), quiet_onnx_tools():
-            torch.onnx.export(model, (), str(path), kwargs={n: dummy[n] for n in names}, input_names=names,
-                              output_names=["logits"], dynamic_axes=axes, opset_version=OPSET, dynamo=False)
-    except Exception as err:  # an op or architecture the exporter cannot trace
-        raise DistillError(f"ONNX export of {type(model).__name__} failed: {str(err).splitlines()[0]}") from None
-    finally:
-        model.config._attn_implementation = previous
+    # Eager first; then the model's own attention: transformers 4.x DistilBERT fixes its attention
+    # class when built, and its sdpa class cannot trace the eager path's integer mask.
+    attempts = ["eager"] + ([previous] if previous != "eager" else [])
+    for attempt, implementation in enumerate(attempts, 1):
+        model.config._attn_implementation = implementation
+        try:
+            with torch.no_grad(), quiet_onnx_tools():
+                torch.onnx.export(model, (), str(path), kwargs={n: dummy[n] for n in names}, input_names=names,
+                                  output_names=["logits"], dynamic_axes=axes, opset_version=OPSET, dynamo=False)
+            break
+        except Exception as err:  # an op or architecture the exporter cannot trace
+            if attempt == len(attempts):
+                raise DistillError(f"ONNX export of {type(model).__name__} failed: {str(err).splitlines()[0]}") from None
+        finally:
+            model.config._attn_implementation = previous
     return path
 
 

@@ -85,7 +85,15 @@ class FakeQuantLinear(nn.Module):
         return torch.fake_quantize_per_channel_affine(self.weight.float(), scale, zero, 0, -128, 127)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # fp32 inside, also under bf16 autocast: the fake-quant ops and the ranges are float32.
+        # fp32 inside, also under bf16 autocast: the fake-quant ops and the ranges are float32. The
+        # output then takes autocast's dtype, as a plain Linear's would: models pick constants by
+        # it (DeBERTa masks scores with finfo(query.dtype).min, which overflows bf16 if fp32).
+        device = x.device.type
+        output_dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
+        output = self._fake_quant_linear(x)
+        return output if output_dtype is None else output.to(output_dtype)
+
+    def _fake_quant_linear(self, x: torch.Tensor) -> torch.Tensor:
         with torch.autocast(device_type=x.device.type, enabled=False):
             x = x.float()
             if self.mode == "calibrate" or (self.mode == "train" and self.training):

@@ -10,7 +10,8 @@ from pydantic import Field, field_validator, model_validator
 from distill.recipe.base import Strict
 from distill.recipe.prune import RecoveryConfig
 
-BlockModule = Literal["query", "key", "value", "attention_output", "ffn_in", "ffn_out"]
+# "qkv": a fused projection (ModernBERT); there "query", "key" and "value" name it too.
+BlockModule = Literal["query", "key", "value", "qkv", "attention_output", "ffn_in", "ffn_out"]
 
 
 class LoraSettings(Strict):
@@ -20,7 +21,8 @@ class LoraSettings(Strict):
     rank: int = Field(8, gt=0)  # r: the inner size of each low-rank update
     alpha: float = Field(16.0, gt=0)  # the update is scaled by alpha / rank
     dropout: float = Field(0.1, ge=0, lt=1)  # dropout on the updates' input while training (PEFT's lora_dropout)
-    # None: per architecture (BERT, RoBERTa, ELECTRA, MiniLM: query, value; DistilBERT: q_lin, v_lin).
+    # None: the family's query and value projections (distill.models.families: BERT-likes query, value;
+    # DistilBERT q_lin, v_lin; DeBERTa query_proj, value_proj; ModernBERT its fused Wqkv).
     target_modules: list[str] | None = None
     modules_to_save: list[str] | None = None  # trained in full; None: the task head
     keep_adapter: bool = False  # also save the unmerged adapter in <stage>/adapter/
@@ -100,4 +102,4 @@ class TrimVocabStage(Strict):
     input: str | None = None  # the stage whose model is trimmed; default: the previous stage
     max_tokens: int | None = Field(None, gt=0)  # keep only the N most frequent data tokens (+ special, characters)
     min_count: int = Field(1, ge=1)  # drop data tokens seen fewer times
-    characters: bool = True  # keep c and ##c for every character seen, so unseen words split into kept pieces
+    characters: bool = True  # keep every character seen as a piece (WordPiece c and ##c; BPE its byte alphabet; Unigram c and ▁c), so unseen words split into kept pieces

@@ -16,8 +16,9 @@ from pathlib import Path
 from distill import DistillError
 from distill.data.files import default_search_dirs, resolve_corpus_file
 from distill.data.tasks import TaskSpec
+from distill.models.families import family_of, tokenizer_kind
 from distill.models.sources import resolve_model_path
-from distill.recipe import BaselineStage, DistillStage, Recipe, TeacherStage
+from distill.recipe import BaselineStage, DistillStage, FactorizeStage, PruneStage, Recipe, TeacherStage, TrimVocabStage
 from distill.recipe.training import default_student_layers
 
 # Where a config.json keeps the layer count: BERT-likes, DistilBERT, others. Read as JSON, not
@@ -48,8 +49,10 @@ def check_output_dir(run_dir: Path) -> None:
 
 
 def check_recipe_against_models(recipe: Recipe) -> None:
-    """Distill and baseline stages: `student.layers` within the model the layers are copied from;
+    """Every stage against the architecture and tokenizer it will meet (check_architecture); distill
+    and baseline stages: `student.layers` within the model the layers are copied from;
     `loss.layer_map` within the teacher's layers and one entry per student layer."""
+    check_architecture(recipe)
     for index, stage in enumerate(recipe.stages):
         if not isinstance(stage, (DistillStage, BaselineStage)):
             continue
@@ -129,6 +132,38 @@ def _student(recipe: Recipe, stage: DistillStage | BaselineStage) -> Model | Non
     else:
         layers = len(spec.layers if spec.layers is not None else default_student_layers(source.layers))
     return Model({LAYER_COUNT_KEYS[0]: layers}, name)
+
+
+def check_architecture(recipe: Recipe) -> None:
+    """The stages that edit a model's layers or vocabulary, against the recipe model's family (its
+    config.json's model_type, through distill.models.families) and its tokenizer's kind (tokenizer.json):
+    one line naming the stage, the family and the reason, before anything trains. Hub models are
+    checked when they load."""
+    source = _recipe_model(recipe)
+    if source is None:
+        return
+    folder = resolve_model_path(recipe.model.model)
+    model_type = source.config.get("model_type")
+    for index, stage in enumerate(recipe.stages):
+        what = f"stages[{index}] ({stage.name}, {stage.kind})"
+        copies_layers = isinstance(stage, (DistillStage, BaselineStage)) and not stage.student.config_overrides \
+            and not stage.student.from_pretrained
+        needs_family = copies_layers or isinstance(stage, (PruneStage, FactorizeStage)) or (
+            getattr(stage, "lora", None) is not None and not stage.lora.target_modules)
+        if needs_family:
+            family = family_of(source.config, what)
+            if isinstance(stage, FactorizeStage) and stage.linear is not None:
+                roles = family.projection_roles()
+                missing = [m for m in stage.linear.modules if m not in roles and not (family.qkv and m in ("query", "key", "value"))]
+                if missing:
+                    raise DistillError(f"{what}.linear.modules: {family.name} blocks have no {missing[0]!r} layer; "
+                                       f"they have {', '.join(roles)}")
+        if isinstance(stage, TrimVocabStage):
+            kind = tokenizer_kind(folder)
+            if kind not in ("wordpiece", "bpe", "unigram"):
+                found = f"a {kind} tokenizer" if kind else "no tokenizer.json (a slow tokenizer only)"
+                raise DistillError(f"{what}: trims WordPiece, BPE and Unigram fast tokenizers; model type {model_type!r} "
+                                   f"has {found}")
 
 
 def check_stages_for_task(recipe: Recipe, task: TaskSpec) -> None:

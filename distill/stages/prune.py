@@ -30,7 +30,7 @@ from distill.pruning import (
     select_heads,
     select_neurons,
 )
-from distill.pruning.structure import PRUNING_KEY, sync_pruning_config, transformer_blocks
+from distill.pruning.structure import PRUNING_KEY, original_intermediate_size, sync_pruning_config, transformer_blocks
 from distill.recipe import PruneStage
 from distill.stages.common import finish_stage, require_run_vocabulary, save_artifact, stage_record
 from distill.stages.context import RunContext, fresh_partial_dir
@@ -67,7 +67,7 @@ def _prune_step(ctx: RunContext, stage: PruneStage, field: str, model, loader, f
     if stage.ffn is not None and stage.ffn.share > 0:
         ffn = stage.ffn
         scores = ffn_importance(model, loader, method=ffn.method, loss_fn=loss_fn)
-        original = (getattr(model.config, PRUNING_KEY, None) or {}).get("original_intermediate_size", model.config.intermediate_size)
+        original = original_intermediate_size(model)
         prune_ffn(model, select_neurons(scores, ffn.share * fraction, original_size=original, scope=ffn.scope))
 
 

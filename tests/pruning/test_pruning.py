@@ -404,11 +404,12 @@ def test_prune_functions_reject_out_of_range_indices():
         prune_ffn(tiny_bert(), {0: [37]})
 
 
-def test_other_layer_layouts_are_refused_clearly():
-    from transformers import DistilBertConfig, DistilBertForSequenceClassification
+def test_a_shared_layer_model_is_refused_with_the_reason():
+    from transformers import AlbertConfig, AlbertForSequenceClassification
 
-    model = DistilBertForSequenceClassification(DistilBertConfig(dim=32, n_layers=2, n_heads=4, hidden_dim=37, vocab_size=99))
-    with pytest.raises(DistillError, match="pruning supports BERT-style encoders"):
+    model = AlbertForSequenceClassification(AlbertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                                         intermediate_size=37, embedding_size=16, vocab_size=99))
+    with pytest.raises(DistillError, match="pruning: model type 'albert' is not supported: ALBERT shares one set of layer weights"):
         prune_heads(model, {0: [1]})
 
 

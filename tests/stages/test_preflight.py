@@ -113,3 +113,48 @@ def test_output_dir_below_a_file_is_rejected(tmp_path):
 def test_output_dir_not_made_yet_passes(tmp_path):
     check_output_dir(tmp_path / "new" / "t")
     assert not (tmp_path / "new").exists()
+
+
+# ---------------------------------------------------------------- the architecture layer, before training
+
+
+@pytest.fixture
+def albert_dir(tmp_path):
+    from transformers import AlbertConfig
+
+    folder = tmp_path / "albert"
+    AlbertConfig(num_hidden_layers=2, hidden_size=8, num_attention_heads=2, intermediate_size=16, embedding_size=8).save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.mark.parametrize("stage", [{"kind": "prune", "heads": {"share": 0.5}}, {"kind": "factorize", "linear": {"ratio": 0.5}},
+                                   {"kind": "distill"}])
+def test_a_stage_that_edits_layers_is_refused_for_a_shared_layer_model_naming_stage_and_reason(albert_dir, stage):
+    with pytest.raises(DistillError, match=rf"^stages\[1\] \(\w+, {stage['kind']}\): model type 'albert' is not supported: ALBERT shares"):
+        check_recipe_against_models(recipe(albert_dir, {"kind": "teacher"}, stage))
+
+
+def test_a_teacher_stage_alone_needs_no_architecture_entry(albert_dir):
+    check_recipe_against_models(recipe(albert_dir, {"kind": "teacher"}, {"kind": "onnx"}))
+
+
+def test_factorizing_a_layer_the_family_lacks_is_refused(bert_dir):
+    factorize = {"kind": "factorize", "linear": {"ratio": 0.5, "modules": ["ffn_in", "qkv"]}}
+    with pytest.raises(DistillError, match=r"^stages\[0\] \(factorized, factorize\)\.linear\.modules: bert blocks have no 'qkv' layer; "
+                                           r"they have query, key, value, attention_output, ffn_in, ffn_out$"):
+        check_recipe_against_models(recipe(bert_dir(2), factorize))
+
+
+@pytest.mark.parametrize(("model", "accepted"), [("WordPiece", True), ("BPE", True), ("Unigram", True), ("WordLevel", False)])
+def test_trim_vocab_is_checked_against_the_tokenizer_kind_before_training(bert_dir, model, accepted):
+    import json
+    from pathlib import Path
+
+    folder = bert_dir(2)
+    (Path(folder) / "tokenizer.json").write_text(json.dumps({"model": {"type": model}}))
+    checked = recipe(folder, {"kind": "teacher"}, {"kind": "trim_vocab"})
+    if accepted:
+        check_recipe_against_models(checked)
+    else:
+        with pytest.raises(DistillError, match=r"^stages\[1\] \(trimmed, trim_vocab\): trims WordPiece, BPE and Unigram .* a WordLevel tokenizer$"):
+            check_recipe_against_models(checked)
