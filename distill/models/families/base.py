@@ -4,7 +4,7 @@ for BERT names (`attention.self.query`, `intermediate.dense`, ...)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
@@ -43,8 +43,6 @@ class Family:
     head_modules: tuple[str, ...] = ("classifier", "pooler")  # the task head: kept unquantized (bnb, QAT)
     new_head_modules: tuple[str, ...] = ("classifier",)  # head layers a checkpoint lacks: LoRA trains them in full
     lora_targets: tuple[str, ...] = ()  # LoRA's default layers (the query and value projections)
-    takes_token_type_ids: bool = True
-    notes: tuple[str, ...] = field(default=())  # what a user should know, shown in errors and docs
 
     def projection_roles(self) -> dict[str, str]:
         """Recipe name -> path in a block of every Linear a block has (factorize, QAT, reports)."""

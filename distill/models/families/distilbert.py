@@ -22,5 +22,4 @@ FAMILY = Family(
     head_modules=("pre_classifier", "classifier"),
     new_head_modules=("pre_classifier", "classifier"),
     lora_targets=("q_lin", "v_lin"),
-    takes_token_type_ids=False,
 )

@@ -26,5 +26,4 @@ FAMILY = Family(
     head_modules=("head", "classifier"),
     new_head_modules=("classifier",),
     lora_targets=("Wqkv",),
-    takes_token_type_ids=False,
 )
