@@ -88,7 +88,8 @@ def run_family(model_type: str, work: Path, data_dir: str) -> dict:
             stages[stage] = "not reached"
     if proc.returncode != 0:
         failed = next((s for s in STAGES if stages[s] == "not reached"), None)
-        last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+        lines = [line for line in proc.stderr.splitlines() if "error" in line.lower()] or proc.stderr.splitlines() or ["(no output)"]
+        last = lines[-1].strip()  # the error line, not a progress bar
         if failed:
             stages[failed] = f"failed: {last}"
     return {"model_type": model_type, "tokenizer": TOKENIZER_KINDS[model_type], "stages": stages, "checks": checks,

@@ -4,6 +4,7 @@ factorized artifacts load through distill.quantize.artifacts.load_task_model."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from torch import nn
@@ -12,6 +13,7 @@ from transformers import AutoTokenizer, PreTrainedModel
 from distill import DistillError
 from distill.data.tasks import TaskSpec
 from distill.models.architectures import task_model_class
+from distill.models.families import BY_MODEL_TYPE
 from distill.models.sources import check_weights_format, resolve_model_path
 from distill.recipe import ModelSource
 
@@ -84,7 +86,21 @@ def load_tokenizer(source: str, *, trust_remote_code: bool = False, revision: st
     # special tokens only, so every word becomes [UNK] and the model is scored on noise.
     if len(tokenizer) <= len(set(tokenizer.all_special_tokens)):
         raise DistillError(f"tokenizer of '{source}': no vocabulary, only {len(tokenizer)} special tokens ({MISSING_TOKENIZER_HINT})")
+    _inputs_the_model_takes(tokenizer, Path(path))
     return tokenizer
+
+
+def _inputs_the_model_takes(tokenizer, folder: Path) -> None:
+    """No token_type_ids for a family that takes none (DistilBERT, ModernBERT), whatever tokenizer
+    class the checkpoint ships: a BERT tokenizer beside a DistilBERT makes them, and its forward
+    refuses them."""
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        return
+    family = BY_MODEL_TYPE.get(config.get("model_type")) if isinstance(config, dict) else None
+    if family is not None and not family.takes_token_type_ids:
+        tokenizer.model_input_names = [name for name in tokenizer.model_input_names if name != "token_type_ids"]
 
 
 def count_parameters(model: nn.Module) -> int:

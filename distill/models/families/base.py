@@ -43,6 +43,7 @@ class Family:
     head_modules: tuple[str, ...] = ("classifier", "pooler")  # the task head: kept unquantized (bnb, QAT)
     new_head_modules: tuple[str, ...] = ("classifier",)  # head layers a checkpoint lacks: LoRA trains them in full
     lora_targets: tuple[str, ...] = ()  # LoRA's default layers (the query and value projections)
+    takes_token_type_ids: bool = True  # False: its tokenizer's token_type_ids are dropped (a BERT tokenizer on DistilBERT)
 
     def projection_roles(self) -> dict[str, str]:
         """Recipe name -> path in a block of every Linear a block has (factorize, QAT, reports)."""

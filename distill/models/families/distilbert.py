@@ -21,5 +21,6 @@ FAMILY = Family(
     intermediate_size_key="hidden_dim",
     head_modules=("pre_classifier", "classifier"),
     new_head_modules=("pre_classifier", "classifier"),
+    takes_token_type_ids=False,
     lora_targets=("q_lin", "v_lin"),
 )

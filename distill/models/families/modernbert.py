@@ -25,5 +25,6 @@ FAMILY = Family(
     absent_in_first_block=("attn_norm",),
     head_modules=("head", "classifier"),
     new_head_modules=("classifier",),
+    takes_token_type_ids=False,
     lora_targets=("Wqkv",),
 )
