@@ -101,6 +101,8 @@ def _inputs_the_model_takes(tokenizer, folder: Path) -> None:
     family = BY_MODEL_TYPE.get(config.get("model_type")) if isinstance(config, dict) else None
     if family is not None and not family.takes_token_type_ids:
         tokenizer.model_input_names = [name for name in tokenizer.model_input_names if name != "token_type_ids"]
+        # Saved with the tokenizer, so the artifacts' tokenizers make them no more in plain transformers (pipeline()).
+        tokenizer.init_kwargs["model_input_names"] = list(tokenizer.model_input_names)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -90,10 +90,14 @@ def test_a_copied_student_of_every_family_runs_the_teachers_chosen_layers(model_
 def test_a_checkpoints_tokenizer_makes_only_the_inputs_its_family_takes(tmp_path, model_type, makes_token_types):
     from families import family_config
     from helpers import wordpiece_tokenizer
+    from transformers import AutoTokenizer
 
     from distill.models.loading import load_tokenizer
 
     tokenizer = wordpiece_tokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "film"])  # a BERT tokenizer
     tokenizer.save_pretrained(tmp_path)
     family_config(model_type, tokenizer).save_pretrained(tmp_path)
-    assert ("token_type_ids" in load_tokenizer(str(tmp_path))("a film", "film")) is makes_token_types
+    tokenizer = load_tokenizer(str(tmp_path))
+    assert ("token_type_ids" in tokenizer("a film", "film")) is makes_token_types
+    tokenizer.save_pretrained(tmp_path / "artifact")  # as a stage saves it: plain transformers then agrees
+    assert ("token_type_ids" in AutoTokenizer.from_pretrained(tmp_path / "artifact")("a film", "film")) is makes_token_types

@@ -1,7 +1,8 @@
 """The architecture layer: one small module per encoder family says where its blocks are and which
 Linear layer plays which role (see `base.Family`). Everything that edits or walks a model's
 layers (student layer copy, pruning, factorization, LoRA targets, QAT, bitsandbytes skips) asks
-here. Adding a family is one module plus one row of the test matrix.
+here. Adding a family is one module plus one row of the test matrix. Written by hand: neither
+transformers nor peft describes block roles (peft's LoRA target table lacks DistilBERT and ModernBERT).
 
     family = family_of(model)                     # or a config, or config.json as a dict
     prefix, blocks = transformer_blocks(model)    # "bert.encoder.layer", the ModuleList
