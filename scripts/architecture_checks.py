@@ -6,8 +6,9 @@
   distill's loader within RELOAD_TOLERANCE, and `pipeline("text-classification")` on the loaded
   model gives the same probabilities within RELOAD_TOLERANCE.
 - ONNX artifacts: plain onnxruntime (default session) on model.onnx predicts as distill's session
-  does; against the fp32 torch model it was made from, its int8 predictions agree on at least
-  ONNX_AGREEMENT of the dev rows checked and its logits differ by at most ONNX_LOGIT_TOLERANCE.
+  does. Post-training int8 (weights fixed): against the fp32 torch model it was made from, its
+  predictions agree on at least ONNX_AGREEMENT of the dev rows checked and its logits differ by at
+  most ONNX_LOGIT_TOLERANCE. QAT trains its weights, so there the agreement is recorded, not bounded.
 
 Each check returns (status, details): status "ok" or "failed: <why>"; details the measured numbers.
 """
@@ -102,7 +103,7 @@ def check_torch(folder: Path, sentences: list[str]) -> dict:
     return details
 
 
-def check_onnx(folder: Path, source: Path, sentences: list[str]) -> dict:
+def check_onnx(folder: Path, source: Path, sentences: list[str], *, trained: bool) -> dict:
     import onnxruntime
 
     from distill.quantize.artifacts import load_artifact
@@ -120,6 +121,8 @@ def check_onnx(folder: Path, source: Path, sentences: list[str]) -> dict:
     details = {"max_logit_diff_to_distill_session": float(np.abs(ours - plain).max()),
                "agreement_with_fp32": float((reference.argmax(1) == plain.argmax(1)).mean()),
                "max_logit_diff_to_fp32": float(np.abs(reference - plain).max())}
+    if trained:
+        return details
     _require(details["agreement_with_fp32"] >= ONNX_AGREEMENT,
              f"int8 predictions agree with fp32 on {details['agreement_with_fp32']:.0%} of rows (< {ONNX_AGREEMENT:.0%})")
     _require(details["max_logit_diff_to_fp32"] <= ONNX_LOGIT_TOLERANCE,
@@ -137,7 +140,7 @@ def check_artifact(run_dir: Path, stage: str, record: dict, data_dir: str, sourc
         details = check_metric(folder, record, data_dir)
         sentences = dev_sentences(data_dir)
         if any(folder.glob("*.onnx")):
-            details |= check_onnx(folder, run_dir / source, sentences)
+            details |= check_onnx(folder, run_dir / source, sentences, trained=stage == "qat")
         else:
             details |= check_torch(folder, sentences)
         return "ok", details

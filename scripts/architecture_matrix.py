@@ -5,6 +5,8 @@ subset, through `distill run`. Then each artifact is reloaded outside the run an
 (scripts/architecture_checks.py). Writes benchmarks/architectures.json and prints the matrix.
 
     .venv/bin/python scripts/architecture_matrix.py [--families bert roberta ...] [--out benchmarks/architectures.json]
+    .venv-legacy/bin/python scripts/architecture_matrix.py --out benchmarks/architectures_legacy.json   # transformers 4.57
+    .venv/bin/python scripts/architecture_matrix.py --readme README.md   # the README block from both files
 """
 
 from __future__ import annotations
@@ -109,10 +111,21 @@ def render_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def render_readme(readme: Path, result: dict) -> None:
+def render_block(result: dict, legacy: dict | None) -> str:
+    """The README's block: the matrix on the current stack, and a line for the legacy stack's run."""
+    block = render_table(result)
+    if legacy is not None:
+        cells = [status for family in legacy["families"].values() for status in family["stages"].values()]
+        ok = sum(status == "ok" for status in cells)
+        block += (f"\n\nOn the legacy stack (transformers {legacy['packages'].get('transformers')}): {ok} of {len(cells)} cells ok "
+                  f"(`benchmarks/architectures_legacy.json`).")
+    return block
+
+
+def render_readme(readme: Path, result: dict, legacy: dict | None) -> None:
     text = readme.read_text()
     start, end = text.index(README_START) + len(README_START), text.index(README_END)
-    readme.write_text(text[:start] + "\n" + render_table(result) + "\n" + text[end:])
+    readme.write_text(text[:start] + "\n" + render_block(result, legacy) + "\n" + text[end:])
 
 
 def main(argv=None) -> int:
@@ -124,7 +137,8 @@ def main(argv=None) -> int:
     parser.add_argument("--readme", type=Path, help="only re-render this README's support matrix from --out")
     args = parser.parse_args(argv)
     if args.readme:
-        render_readme(args.readme, json.loads(args.out.read_text()))
+        legacy = args.out.with_name(args.out.stem + "_legacy.json")
+        render_readme(args.readme, json.loads(args.out.read_text()), json.loads(legacy.read_text()) if legacy.is_file() else None)
         return 0
     os.environ.setdefault("DISTILL_TEST_DATA_DIR", args.data_dir)  # the tokenizers train on its SST-2 text
     with tempfile.TemporaryDirectory() as scratch:
