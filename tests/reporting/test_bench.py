@@ -26,6 +26,7 @@ from distill.reporting.bench import (
     dev_texts,
     fixed_length_inputs,
     median_latencies,
+    peak_memories,
     peak_memory_bytes,
 )
 from distill.reporting.report import with_teacher_ratios, write_report
@@ -112,6 +113,14 @@ def test_peak_memory_of_a_loaded_model_is_above_the_library_baseline(minilm_dir,
     baseline = peak_memory_bytes(None, texts, 32, threads=1)
     with_model = peak_memory_bytes(Path(minilm_dir), texts, 32, threads=1)
     assert with_model - baseline > 60 * 2**20  # MiniLM's fp32 weights alone are 87 MiB
+
+
+@pytest.mark.integration
+def test_peaks_measured_side_by_side_are_each_process_own_and_in_order(minilm_dir, glue_data_dir):
+    texts = dev_texts(get_task("sst2"), glue_data_dir, 2)
+    first_baseline, with_model, second_baseline = peak_memories([None, Path(minilm_dir), None], texts, 32, threads=1)
+    assert abs(first_baseline - second_baseline) < 30 * 2**20
+    assert with_model - max(first_baseline, second_baseline) > 60 * 2**20
 
 
 # ---------------------------------------------------------------- report
