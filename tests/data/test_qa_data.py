@@ -120,6 +120,11 @@ def test_custom_qa_task_comes_from_task_type_and_two_files(tmp_path):
     assert task == custom_qa_task("my_qa") and task.is_question_answering and task.hub_dataset is None
 
 
+def test_text_fields_are_refused_for_a_question_answering_task(tmp_path):
+    with pytest.raises(DistillError, match=r"^data.text_fields: question-answering files have SQuAD's fields"):
+        task_of(load_recipe(recipe_file(tmp_path, "squad", {"text_fields": ["question", "context"]})))
+
+
 def test_custom_qa_task_without_files_asks_for_them(tmp_path):
     with pytest.raises(DistillError, match="needs data.train_file and data.validation_file"):
         task_of(load_recipe(recipe_file(tmp_path, "my_qa", {"task_type": "question_answering"})))
@@ -195,7 +200,7 @@ def test_validate_stops_on_a_bad_qa_file_with_exit_2_and_one_line(tmp_path, caps
     assert "\n" not in err and err.startswith(f"distill: error: {validation}: question 'q1' (line 1): "), err
 
 
-def test_squad_local_file_check_reads_both_article_ranges(tmp_path):
+def test_early_check_of_the_local_squad_file_finds_a_bad_question_in_the_validation_articles(tmp_path):
     folder = tmp_path / "data"
     (folder / "squad").mkdir(parents=True)
     articles = [json.loads(squad_json([GOOD_ROW | {"id": f"q{number}"}]))["data"][0] for number in range(48)]
