@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from distill import DistillError
+from distill.data.qa_files import read_qa_file
 from distill.data.table_files import read_glue_table, read_user_table
 from distill.data.tasks import TaskSpec, task_of
 
@@ -39,7 +40,8 @@ def split_file(task: TaskSpec, split: str, data_dir: Path | None, explicit_file:
     if explicit_file is not None:
         return SplitFile(Path(explicit_file), explicit=True)
     if task.hub_dataset is None:
-        suffixes = ".conll or .jsonl" if task.is_token_classification else ".csv, .tsv, .json or .jsonl"
+        suffixes = (".conll or .jsonl" if task.is_token_classification else ".json or .jsonl" if task.is_question_answering
+                    else ".csv, .tsv, .json or .jsonl")
         raise DistillError(f"custom task {task.name!r} needs a {split}_file ({suffixes})")
     if split not in task.splits:
         raise DistillError(f"task {task.name} has no labelled {split} split (labelled: {', '.join(task.splits)})")
@@ -66,13 +68,20 @@ def check_task_files(recipe, data_dir: str | None) -> None:
         source = split_file(task, split, folder, explicit)
         if source is None:
             continue  # the Hub: nothing to check locally
-        if task.is_token_classification:  # parsed at load time (distill/data/token_data.py, which needs datasets)
+        if task.is_question_answering:
+            read_qa_file(source.path, None if source.explicit else local_articles(task, split))
+        elif task.is_token_classification:  # parsed at load time (distill/data/token_data.py, which needs datasets)
             if not source.path.is_file():
                 raise DistillError(f"{task.name}: data file not found: {source.path}")  # load_token_file's message
         elif source.explicit:
             read_user_table(task, source.path)
         else:
             read_glue_table(task, source.path)
+
+
+def local_articles(task: TaskSpec, split: str) -> tuple[int, int] | None:
+    """The (first, stop) articles of a QA task's local file that make `split`; None: the whole file."""
+    return next(((first, stop) for name, first, stop in task.answer_spans.local_articles if name == split), None)
 
 
 def resolve_corpus_file(name: str, search_dirs: list[str | Path | None], field: str) -> Path:

@@ -1,4 +1,6 @@
-"""Offline GLUE metrics through `evaluate`, backed by the local module in metric_modules/glue.
+"""Offline task metrics through `evaluate`, backed by local modules: metric_modules/glue (GLUE and
+custom sentence tasks) and metric_modules/squad (SQuAD v1.1 exact match and F1, `qa_metrics`).
+Token tasks use seqeval (`token_metrics`).
 
 `evaluate.load("glue", ...)` needs the Hub; `evaluate.load(<local dir>, config)` does not. The
 loaded module is cached per config for the life of the process. evaluate copies the module into
@@ -9,6 +11,7 @@ the first call to keep it out of the home folder. evaluate is imported lazily, o
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,18 +20,21 @@ import numpy as np
 from distill import DistillError
 
 __all__ = [
-    "GLUE_METRIC_DIR",
     "GLUE_CONFIGS",
+    "GLUE_METRIC_DIR",
     "REGRESSION_CONFIGS",
-    "metric_config_name",
-    "load_metric",
-    "compute_metrics",
-    "predictions_from_logits",
+    "SQUAD_METRIC_DIR",
     "clear_metric_cache",
+    "compute_metrics",
+    "load_metric",
+    "metric_config_name",
+    "predictions_from_logits",
+    "qa_metrics",
     "token_metrics",
 ]
 
 GLUE_METRIC_DIR = Path(__file__).resolve().parent / "metric_modules" / "glue"
+SQUAD_METRIC_DIR = Path(__file__).resolve().parent / "metric_modules" / "squad"
 GLUE_CONFIGS = ("sst2", "mrpc", "rte", "cola", "stsb", "qnli", "wnli", "custom_classification", "custom_regression")
 REGRESSION_CONFIGS = frozenset({"stsb", "custom_regression"})
 
@@ -57,14 +63,19 @@ def load_metric(config_name: str):
     """The evaluate module for ``config_name`` (one of GLUE_CONFIGS), loaded once and cached."""
     if config_name not in GLUE_CONFIGS:
         raise DistillError(f"metric config: unknown {config_name!r}; expected one of {list(GLUE_CONFIGS)}")
+    return _load_module(GLUE_METRIC_DIR, config_name)
+
+
+def _load_module(directory: Path, config_name: str | None):
     with _LOCK:
-        metric = _CACHE.get(config_name)
+        key = f"{directory.name}:{config_name}"
+        metric = _CACHE.get(key)
         if metric is None:
             import evaluate
 
             # keep_in_memory: no Arrow cache files / file locks under HF_HOME/metrics.
-            metric = evaluate.load(str(GLUE_METRIC_DIR), config_name, keep_in_memory=True)
-            _CACHE[config_name] = metric
+            metric = evaluate.load(str(directory), config_name, keep_in_memory=True)
+            _CACHE[key] = metric
         return metric
 
 
@@ -137,4 +148,29 @@ def token_metrics(predictions: list[list[str]], references: list[list[str]], *, 
     for name, scores in report.items():
         if not name.endswith(" avg"):
             result[f"f1_{name}"] = scores["f1-score"]
+    return {key: float(value) for key, value in result.items()}
+
+
+def qa_metrics(predictions: Mapping[str, str], references: Mapping[str, Sequence[str] | Mapping[str, Sequence]]) -> dict[str, float]:
+    """The official SQuAD v1.1 exact match and F1, 0..100 (metric_modules/squad), of `predictions`
+    ({question id: answer text}, e.g. from distill.data.qa_answers.extract_answers) against `references`
+    ({question id: its reference answer texts, or a row's `answers` {text, answer_start}}). The two
+    must name the same questions: a missing answer is a caller's bug here, not a zero."""
+    if not references:
+        raise DistillError("predictions: empty (no evaluation questions)")
+    missing = [question for question in references if question not in predictions]
+    extra = [question for question in predictions if question not in references]
+    if missing or extra:
+        which = f"no answer for question {missing[0]!r}" if missing else f"an answer for unknown question {extra[0]!r}"
+        raise DistillError(f"predictions: {which} ({len(missing)} missing, {len(extra)} unknown)")
+    rows = []
+    for question, answers in references.items():
+        texts = [] if isinstance(answers, str) else list(answers["text"] if isinstance(answers, Mapping) else answers)
+        if not texts:
+            raise DistillError(f"references: question {question!r} needs a list of reference answers")
+        rows.append({"id": question, "answers": {"text": texts, "answer_start": [-1] * len(texts)}})  # not scored
+    metric = _load_module(SQUAD_METRIC_DIR, None)
+    with _LOCK:
+        result = metric.compute(predictions=[{"id": q, "prediction_text": predictions[q]} for q in references],
+                                references=rows)
     return {key: float(value) for key, value in result.items()}

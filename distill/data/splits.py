@@ -2,7 +2,8 @@
 
 Sources: the Hub (nyu-mll/glue), a local GLUE folder <data_dir>/<task>/{train,dev}.tsv (this
 machine has no Hub access), or user files (.csv/.tsv/.json/.jsonl) for custom tasks. Every split
-comes out as the task's text_fields plus "label" (ClassLabel, or float32 for regression), so
+comes out as the task's text_fields plus "label" (ClassLabel, or float32 for regression; token and
+question-answering tasks: see distill/data/token_data.py and distill/data/qa.py), so
 training and evaluation never need to know where the data came from. Bad rows fail early with
 "path:LINE: reason" (distill/data/table_files.py parses and checks the tables; distill/data/files.py
 says which file each split comes from).
@@ -17,7 +18,8 @@ from pathlib import Path
 import datasets
 
 from distill import DistillError
-from distill.data.files import DATA_DIR_HINT, resolve_data_dir, split_file  # noqa: F401 (resolve_data_dir: re-exported)
+from distill.data.files import DATA_DIR_HINT, local_articles, resolve_data_dir, split_file  # noqa: F401 (resolve_data_dir: re-exported)
+from distill.data.qa import conform_hub_qa, load_qa_file, qa_row_features
 from distill.data.table_files import Columns, read_glue_table, read_user_table
 from distill.data.tasks import TaskSpec
 from distill.data.token_data import conform_hub_tokens, load_token_file, token_features, tokenize_words
@@ -29,6 +31,8 @@ def task_features(task: TaskSpec) -> datasets.Features:
     """The schema every split of the task has: text columns plus "label"."""
     if task.is_token_classification:
         return token_features(task)
+    if task.is_question_answering:
+        return qa_row_features()
     label = datasets.Value("float32") if task.is_regression else datasets.ClassLabel(names=list(task.label_names))
     return datasets.Features({**{field: datasets.Value("string") for field in task.text_fields}, "label": label})
 
@@ -58,6 +62,8 @@ def load_task_splits(
         if source is None:
             hub_splits = hub_splits or _load_hub(task)
             loaded[split] = _conform_hub_split(task, hub_splits, split)
+        elif task.is_question_answering:
+            loaded[split] = load_qa_file(source.path, None if source.explicit else local_articles(task, split))
         elif task.is_token_classification:
             loaded[split] = load_token_file(task, source.path)
         else:
@@ -74,6 +80,8 @@ def tokenize_splits(splits: datasets.DatasetDict, tokenizer, task: TaskSpec, max
     distill/data/token_data.py; `label_all_subtokens` applies to the train split only."""
     if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 2:
         raise DistillError(f"max_length must be an integer of at least 2, got {max_length!r}")
+    if task.is_question_answering:  # windows and answer positions, not one row per example
+        raise DistillError(f"task {task.name} is question answering: cut its splits with distill.data.qa.tokenize_qa")
     if task.is_token_classification:
         tokenized = {}
         for split, dataset in splits.items():
@@ -139,6 +147,8 @@ def _conform_hub_split(task: TaskSpec, hub_splits: datasets.DatasetDict, split: 
         raise DistillError(f"{_hub_name(task)} has no {split!r} split (has: {', '.join(hub_splits)})")
     if task.is_token_classification:
         return conform_hub_tokens(task, hub_splits[split])
+    if task.is_question_answering:
+        return conform_hub_qa(hub_splits[split], _hub_name(task))
     dataset = hub_splits[split].select_columns([*task.text_fields, "label"])  # drops "idx"
     features = task_features(task)
     return dataset if dataset.features == features else dataset.cast(features)

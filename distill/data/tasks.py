@@ -1,4 +1,4 @@
-"""The tasks distill knows (GLUE, WNUT-17), and custom tasks built from user files.
+"""The tasks distill knows (GLUE, WNUT-17, SQuAD), and custom tasks built from user files.
 
 One registry, so that data loading, model heads (num_labels) and metrics all read the
 same facts about a task instead of each keeping its own copy.
@@ -17,6 +17,7 @@ CUSTOM_CLASSIFICATION_METRICS = ("accuracy", "f1_macro")  # what metrics' custom
 # per-type F1 ("f1_<type>") is reported too but not listed: the types depend on the labels.
 TOKEN_METRICS = ("f1", "precision", "recall", "accuracy")
 TAG_SCHEMES = ("BIO", "none")
+QA_METRICS = ("exact_match", "f1")  # the official SQuAD v1.1 scores, x100
 IGNORE_INDEX = -100  # the label of a token without one (later sub-tokens, special tokens, padding): PyTorch's convention
 
 
@@ -47,8 +48,21 @@ class TokenColumns:
 
 
 @dataclass(frozen=True)
+class AnswerSpans:
+    """Extractive question answering: each example is a question and a context, its answers are
+    character spans of the context (SQuAD v1.1: every question has at least one). Rows have the Hub's
+    flat schema: id, title, context, question, answers {text: [...], answer_start: [...]}."""
+
+    # Offline, a built-in task may split ONE local file by article: (split, first, stop) article ranges.
+    local_articles: tuple[tuple[str, int, int], ...] = ()
+    # Said by reports and cards when the local files are read: what the local splits are, and are not.
+    local_split_note: str | None = None
+
+
+@dataclass(frozen=True)
 class TaskSpec:
-    """Everything distill needs to know about one task: one label (or score) per input, or one tag per word."""
+    """Everything distill needs to know about one task: one label (or score) per input, one tag per word,
+    or an answer span per question."""
 
     name: str
     text_fields: tuple[str, ...]  # column names as in the Hub's nyu-mll/glue
@@ -63,14 +77,26 @@ class TaskSpec:
     # datasets >= 4 no longer runs; the Hub's own parquet conversion lives on this branch.
     hub_revision: str | None = None
     local_files: tuple[tuple[str, str], ...] = GLUE_FILES  # (split, file in <data_dir>/<task>/); a tuple keeps the spec hashable
+    answer_spans: AnswerSpans | None = None  # set: extractive question answering
 
     @property
     def is_regression(self) -> bool:
-        return self.label_names is None
+        return self.label_names is None and self.answer_spans is None
 
     @property
     def is_token_classification(self) -> bool:
         return self.token_format is not None
+
+    @property
+    def is_question_answering(self) -> bool:
+        return self.answer_spans is not None
+
+    @property
+    def kind(self) -> str:
+        """As `data.task_type` names it."""
+        if self.is_question_answering:
+            return "question_answering"
+        return "token_classification" if self.is_token_classification else "sequence_classification"
 
     @property
     def splits(self) -> tuple[str, ...]:
@@ -85,6 +111,8 @@ class TaskSpec:
 
     @property
     def num_labels(self) -> int:
+        if self.is_question_answering:
+            return 2  # a start and an end logit per token, as AutoModelForQuestionAnswering's qa_outputs
         return 1 if self.label_names is None else len(self.label_names)
 
 
@@ -128,8 +156,21 @@ TASKS["wnut17"] = TaskSpec(
 )
 
 
+# SQuAD v1.1. Offline only the dev file exists (see shared/data/README.md): it is split by article,
+# so that no passage is both trained on and scored.
+SQUAD_LOCAL_ARTICLES = (("train", 0, 38), ("validation", 38, 48))
+SQUAD_LOCAL_NOTE = ("offline split of the SQuAD v1.1 dev set by article: trained on articles 0-37 (8,582 questions), "
+                    "scored on articles 38-47 (1,988 questions); this is not the published dev set, so the scores "
+                    "are not comparable with published SQuAD results")
+TASKS["squad"] = TaskSpec(
+    "squad", ("question", "context"), None, QA_METRICS, "f1", ("rajpurkar/squad", None), None,
+    local_files=(("train", "dev-v1.1.json"), ("validation", "dev-v1.1.json")),
+    answer_spans=AnswerSpans(SQUAD_LOCAL_ARTICLES, SQUAD_LOCAL_NOTE),
+)
+
+
 def get_task(name: str) -> TaskSpec:
-    """Look up a built-in task by its lowercase name (GLUE's Hub config names, wnut17)."""
+    """Look up a built-in task by its lowercase name (GLUE's Hub config names, wnut17, squad)."""
     try:
         return TASKS[name]
     except KeyError:
@@ -222,6 +263,16 @@ def custom_token_task(
                     token_format=TokenColumns(tokens_field, tags_field, scheme))
 
 
+def custom_qa_task(name: str) -> TaskSpec:
+    """An extractive question-answering task read from user SQuAD JSON or JSON Lines files
+    (distill/data/qa_files.py): its fields are SQuAD's, so only the name is the user's."""
+    if not isinstance(name, str) or not name.strip():
+        raise DistillError("task name must be a non-empty string")
+    if name.lower().replace("-", "") in TASKS:
+        raise DistillError(f"custom task name {name!r} clashes with the built-in task of that name")
+    return TaskSpec(name, ("question", "context"), None, QA_METRICS, "f1", None, None, answer_spans=AnswerSpans())
+
+
 _TOKEN_FIELDS = ("tokens_field", "tags_field", "tag_scheme", "label_all_subtokens")
 
 
@@ -237,16 +288,25 @@ def task_of(recipe) -> TaskSpec:
                                "data.validation_file (.conll or .jsonl) and data.label_names (its tags)")
         task = custom_token_task(recipe.task, data.label_names, tokens_field=data.tokens_field or "tokens",
                                  tags_field=data.tags_field or "tags", scheme=data.tag_scheme or "BIO")
+    elif data.task_type == "question_answering":
+        if not (data.train_file and data.validation_file):
+            raise DistillError(f"task: '{recipe.task}' is a custom question-answering task: it needs data.train_file and "
+                               "data.validation_file (SQuAD JSON, or JSON Lines rows with id, question, context, answers)")
+        task = custom_qa_task(recipe.task)
     elif not (data.train_file and data.validation_file and data.text_fields):
         raise DistillError(
             f"task: '{recipe.task}' is not a built-in task ({', '.join(sorted(TASKS))}); a custom task needs "
-            "data.train_file, data.validation_file and data.text_fields (or data.task_type: token_classification)"
+            "data.train_file, data.validation_file and data.text_fields (or data.task_type: token_classification "
+            "or question_answering)"
         )
     else:
         task = custom_task(recipe.task, data.text_fields, data.label_names, label_column=data.label_field)
-    kind = "token_classification" if task.is_token_classification else "sequence_classification"
-    if data.task_type is not None and data.task_type != kind:
-        raise DistillError(f"data.task_type: {data.task_type}, but task {task.name} is {kind.replace('_', ' ')}")
+    if data.task_type is not None and data.task_type != task.kind:
+        raise DistillError(f"data.task_type: {data.task_type}, but task {task.name} is {task.kind.replace('_', ' ')}")
+    if task.is_question_answering and (data.text_fields or data.label_names):
+        field = "text_fields" if data.text_fields else "label_names"
+        raise DistillError(f"data.{field}: question-answering files have SQuAD's fields (id, title, context, question, "
+                           f"answers); task {task.name} takes no {field}")
     if not task.is_token_classification and (stray := [f for f in _TOKEN_FIELDS if getattr(data, f) is not None]):
         raise DistillError(f"data.{stray[0]}: applies to token classification only; task {task.name} is not one")
     if recipe.task in TASKS and task.is_token_classification and (data.tokens_field or data.tags_field or data.tag_scheme):

@@ -31,7 +31,9 @@ class DataConfig(Strict):
     label_names: list[str] | None = None  # None with task custom => regression; token tasks: the tags
     # Token classification (NER). Custom tasks: task_type token_classification, CoNLL (.conll) or JSON
     # Lines files whose records hold tokens_field (words) and tags_field (one tag per word).
-    task_type: Literal["sequence_classification", "token_classification"] | None = None  # None: from the task
+    # Extractive question answering: task_type question_answering, SQuAD JSON or JSON Lines rows (id, title,
+    # context, question, answers {text, answer_start}).
+    task_type: Literal["sequence_classification", "token_classification", "question_answering"] | None = None  # None: from the task
     tokens_field: str | None = None  # default "tokens"
     tags_field: str | None = None  # default "tags"
     tag_scheme: Literal["BIO", "none"] | None = None  # default BIO: malformed sequences are errors

@@ -168,6 +168,10 @@ def check_architecture(recipe: Recipe) -> None:
 
 def check_stages_for_task(recipe: Recipe, task: TaskSpec) -> None:
     """Stage settings the task cannot support, refused before any stage runs."""
+    if task.is_question_answering and recipe.stages:
+        # The data, windows, answer extraction and metric exist (distill.data.qa*); the stages do not train QA heads yet.
+        raise DistillError(f"stages: task {task.name} is question answering, which the stages do not train yet; "
+                           "its data, windows, answers and metric are in distill.data.qa, qa_answers and metrics.qa_metrics")
     for index, stage in enumerate(recipe.stages):
         if task.is_token_classification and getattr(stage, "cache_teacher_logits", False):
             raise DistillError(f"stages[{index}].cache_teacher_logits: the cache keeps one row of logits per input, "

@@ -39,8 +39,8 @@ def tokenizer(minilm_dir):
 # --- registry ------------------------------------------------------------------------------
 
 
-def test_registry_holds_the_seven_local_glue_tasks_and_wnut17():
-    assert sorted(TASKS) == ["cola", "mrpc", "qnli", "rte", "sst2", "stsb", "wnli", "wnut17"]
+def test_registry_holds_the_seven_local_glue_tasks_wnut17_and_squad():
+    assert sorted(TASKS) == ["cola", "mrpc", "qnli", "rte", "squad", "sst2", "stsb", "wnli", "wnut17"]
 
 
 @pytest.mark.parametrize(
@@ -74,7 +74,7 @@ def test_stsb_is_regression_with_one_output():
 
 
 def test_unknown_task_error_lists_known_tasks():
-    with pytest.raises(DistillError, match=r"unknown task 'mnli'; known: cola, mrpc, qnli, rte, sst2, stsb, wnli"):
+    with pytest.raises(DistillError, match=r"unknown task 'mnli'; known: cola, mrpc, qnli, rte, squad, sst2, stsb, wnli, wnut17"):
         get_task("mnli")
 
 
