@@ -138,8 +138,9 @@ def calibration_shapes(n_layers: int, n_heads: int, n_neurons: int) -> list[Shap
 @dataclass(frozen=True)
 class Candidate:
     shape: Shape
-    predicted_ms: float
+    predicted_ms: float  # by the first latency model
     importance_kept: float  # in [0, 1]: 1 = the model as it is
+    predicted_ms_each: tuple[float, ...] = ()  # by every latency model given (the first, then `also`), in order
 
 
 class _GlobalKeep:
@@ -198,25 +199,35 @@ def propose_shapes(
     min_heads_per_layer: int = 1,
     min_neurons_per_layer: int = 1,
     allow_depth: bool = True,
+    min_depth: int = 1,
     max_candidates: int = 5,
+    one_per_depth: bool = False,
+    also: Sequence[tuple[LatencyModel, float]] = (),
     grid: Sequence[float] = KEEP_SHARES,
 ) -> list[Candidate]:
     """The `max_candidates` distinct shapes predicted within `budget_ms` that keep the most
-    importance, best first. Searches depth (dropping the least important layers first) and a
-    global keep share of heads and of neurons from `grid` (shares of the alive units of the kept
-    layers). Raises DistillError when even the smallest allowed shape is predicted over budget."""
+    importance, best first. Searches depth (dropping the least important layers first, down to
+    `min_depth`) and a global keep share of heads and of neurons from `grid` (shares of the alive
+    units of the kept layers). `also`: more (latency model, budget) pairs every shape must meet,
+    e.g. another batch size. `one_per_depth`: the best shape of each depth only, so that the
+    candidates differ in kind (deep and narrow against shallow and wide), which importance alone
+    does not rank reliably. Raises DistillError when even the smallest allowed shape is predicted
+    over budget."""
     heads = head_scores.detach().double().cpu().numpy()
     neurons = [s.detach().double().cpu().numpy().reshape(-1) for s in neuron_scores]
     if heads.ndim != 2 or heads.shape[0] != len(neurons) or not neurons:
         raise DistillError(f"propose_shapes: head scores {tuple(heads.shape)} need one row per layer of the {len(neurons)} neuron score lists")
-    if budget_ms <= 0 or max_candidates < 1 or min_heads_per_layer < 0 or min_neurons_per_layer < 1:
-        raise DistillError("propose_shapes: needs budget_ms > 0, max_candidates >= 1, min_heads_per_layer >= 0, min_neurons_per_layer >= 1")
+    limits = [(latency_model, budget_ms), *also]
+    if any(b <= 0 for _, b in limits) or max_candidates < 1 or min_heads_per_layer < 0 or min_neurons_per_layer < 1:
+        raise DistillError("propose_shapes: needs budgets > 0, max_candidates >= 1, min_heads_per_layer >= 0, min_neurons_per_layer >= 1")
     if any(not 0 <= share <= 1 for share in grid):
         raise DistillError(f"propose_shapes: grid shares must be in [0, 1] (got {list(grid)})")
     unscored = [layer for layer, s in enumerate(neurons) if np.isnan(s).all()]
     if unscored:
         raise DistillError(f"propose_shapes: layer {unscored[0]} has no scored FFN neuron; every kept layer keeps one")
     n_layers = len(neurons)
+    if not 1 <= min_depth <= n_layers:
+        raise DistillError(f"propose_shapes: min_depth must be in 1..{n_layers} (got {min_depth})")
     head_values, neuron_values = _shares_of_total(list(heads), "head_scores"), _shares_of_total(neurons, "neuron_scores")
 
     # Units are worth keeping in proportion to the time they cost: heads weigh the share of the
@@ -230,31 +241,37 @@ def propose_shapes(
     by_value = sorted(range(n_layers), key=lambda layer: -layer_value[layer])  # stable: ties keep the earlier layer
 
     shares = sorted(set(grid) | {0.0}, reverse=True)  # 0.0: the per-layer minimums, the smallest shape
-    fitting, smallest_ms = {}, float("inf")
-    for depth in range(n_layers, 0, -1) if allow_depth else [n_layers]:
+    fitting, closest = {}, (float("inf"), 0.0, 0.0)  # (ratio to budget, ms, budget) of the shape nearest to fitting
+    for depth in range(n_layers, min_depth - 1, -1) if allow_depth else [n_layers]:
         layers = sorted(by_value[:depth])
         head_keep = _GlobalKeep([heads[i] for i in layers], [head_values[i] for i in layers], min_heads_per_layer)
         neuron_keep = _GlobalKeep([neurons[i] for i in layers], [neuron_values[i] for i in layers], min_neurons_per_layer)
         neuron_options = [neuron_keep.keep(share) for share in shares]
         for head_extra, head_counts, head_kept in (head_keep.keep(share) for share in shares):
             for neuron_extra, neuron_counts, neuron_kept in neuron_options:
-                ms = latency_model.predict_counts(depth, int(head_counts.sum()), int(neuron_counts.sum()))
-                smallest_ms = min(smallest_ms, ms)
-                if ms <= budget_ms:
+                each = tuple(m.predict_counts(depth, int(head_counts.sum()), int(neuron_counts.sum())) for m, _ in limits)
+                ratios = [ms / budget for ms, (_, budget) in zip(each, limits)]
+                tightest = int(np.argmax(ratios))  # the limit this shape misses by most (or meets most narrowly)
+                if ratios[tightest] < closest[0]:
+                    closest = (ratios[tightest], each[tightest], limits[tightest][1])
+                ms = each[0]
+                if ratios[tightest] <= 1:
                     importance = head_weight * head_kept + (1 - head_weight) * neuron_kept
                     # More units kept break ties: a unit the latency model calls free still helps accuracy.
                     rank = (-importance, ms, -int(head_counts.sum()), -int(neuron_counts.sum()))
-                    fitting[(depth, head_extra, neuron_extra)] = (rank, layers, head_keep, head_extra, neuron_counts, ms, importance)
+                    fitting[(depth, head_extra, neuron_extra)] = (rank, layers, head_keep, head_extra, neuron_counts, each, importance)
     if not fitting:
         raise DistillError(
-            f"no allowed shape can meet the target: the smallest (depth {1 if allow_depth else n_layers}, "
+            f"no allowed shape can meet the target: the smallest (depth {min_depth if allow_depth else n_layers}, "
             f"{min_heads_per_layer} head(s) and {min_neurons_per_layer} neuron(s) per layer) is predicted at "
-            f"{smallest_ms:.2f} ms, above the budget of {budget_ms:.2f} ms"
+            f"{closest[1]:.2f} ms, above the budget of {closest[2]:.2f} ms"
         )
-    best = sorted(fitting.values(), key=lambda item: item[0])[:max_candidates]
+    ranked = sorted(fitting.items(), key=lambda item: item[1][0])
+    if one_per_depth:
+        ranked = [item for i, item in enumerate(ranked) if item[0][0] not in {other[0][0] for other in ranked[:i]}]
     return [
-        Candidate(Shape(tuple(layers), keep.positions(extra), tuple(int(c) for c in counts)), ms, importance)
-        for _, layers, keep, extra, counts, ms, importance in best
+        Candidate(Shape(tuple(layers), keep.positions(extra), tuple(int(c) for c in counts)), each[0], importance, each)
+        for _, (_, layers, keep, extra, counts, each, importance) in ranked[:max_candidates]
     ]
 
 

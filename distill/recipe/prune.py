@@ -90,6 +90,40 @@ class RecoveryConfig(Strict):
         return train
 
 
+class SpeedTargetConfig(Strict):
+    """Prune to a speed instead of to shares: the stage measures what the shipped artifact costs on
+    this machine (the recipe's `benchmark:` sequence length, warm-up, repeats and threads), fits a
+    latency model, and keeps the most accurate pruned shape (heads, FFN neurons, whole layers) whose
+    measured latency meets every budget."""
+
+    speedup: dict[int, float] | None = None  # {batch size: times faster than `against`}, e.g. {1: 15, 32: 16}
+    latency_ms: dict[int, float] | None = None  # {batch size: milliseconds}: absolute budgets instead of speed-ups
+    against: str | None = None  # the stage whose artifact is the reference (as it is saved); default: the first teacher stage
+    # A later onnx stage: shapes are timed exported and quantized with its settings, the form that
+    # ships. None: timed as the pruned torch model (fp32).
+    measure_as: str | None = None
+    candidates: int = Field(3, ge=1, le=10)  # shapes (at most one per depth) pruned, recovered, scored and re-timed
+    min_layers: int = Field(1, ge=1)  # whole layers may go, down to this many
+    min_heads_per_layer: int = Field(1, ge=0)  # heads each kept layer keeps
+
+    @field_validator("speedup", "latency_ms")
+    @classmethod
+    def _positive_budgets(cls, budgets: dict[int, float] | None) -> dict[int, float] | None:
+        if budgets is not None and (not budgets or any(b < 1 or not v > 0 for b, v in budgets.items())):
+            raise ValueError("give {batch size >= 1: value > 0}, at least one")
+        return budgets
+
+    @model_validator(mode="after")
+    def _one_kind_of_budget(self) -> "SpeedTargetConfig":
+        if (self.speedup is None) == (self.latency_ms is None):
+            raise ValueError("give either speedup or latency_ms")
+        return self
+
+    @property
+    def budgets(self) -> dict[int, float]:
+        return self.speedup if self.speedup is not None else self.latency_ms
+
+
 class PruneStage(Strict):
     """Structured pruning: physically remove attention heads and/or FFN neurons, optionally in
     several steps with recovery training after each."""
@@ -106,11 +140,17 @@ class PruneStage(Strict):
     # Training after each step; with train.keep_best (the default) kept only when it beats the pruned weights
     # on the checkpoint-selection examples (data.holdout_size, else validation). None: no training.
     recovery: RecoveryConfig | None = None
+    # Prune to a speed: the stage picks heads, neurons and layers itself (instead of heads / ffn).
+    target: SpeedTargetConfig | None = None
 
     @model_validator(mode="after")
     def _something_to_prune(self) -> "PruneStage":
+        if self.target is not None:
+            if self.heads is not None or self.ffn is not None or self.iterations != 1:
+                raise ValueError("target: the stage chooses what to prune; leave out heads, ffn and iterations")
+            return self
         if self.heads is None and self.ffn is None:
-            raise ValueError("give heads and/or ffn (what to prune)")
+            raise ValueError("give heads and/or ffn (what to prune), or a speed target")
         if self.iterations > 1 and self.heads is not None and self.heads.per_layer is not None:
             raise ValueError("explicit heads.per_layer lists are removed in one step: set iterations to 1")
         return self

@@ -35,6 +35,7 @@ from distill.recipe import PruneStage
 from distill.stages.common import finish_stage, require_run_vocabulary, save_artifact, stage_record
 from distill.stages.context import RunContext, fresh_partial_dir
 from distill.stages.recovery import recovery_teacher_name, train_recovery
+from distill.stages.speed_target import prune_to_target
 from distill.training.loop import TrainOutcome
 from distill.training.steps import distillation_loss, distillation_step, hard_label_step
 
@@ -47,13 +48,15 @@ def importance_loader(ctx: RunContext, stage: PruneStage) -> DataLoader:
     return DataLoader(data, batch_size=cfg.batch_size, collate_fn=ctx.data.collator)
 
 
+def _scoring_loss(ctx: RunContext):
+    """What importance is the gradient of: the task's hard-label loss."""
+    step = hard_label_step(ctx.task.is_regression)
+    return lambda model, batch: step(model, batch)[0]
+
+
 def _prune_step(ctx: RunContext, stage: PruneStage, field: str, model, loader, fraction: float) -> None:
     """One step: score what is left, then remove up to `fraction` of the stage's target shares."""
-    step = hard_label_step(ctx.task.is_regression)
-
-    def loss_fn(m, batch):
-        return step(m, batch)[0]
-
+    loss_fn = _scoring_loss(ctx)
     if stage.heads is not None:
         heads = stage.heads
         if heads.per_layer is not None:
@@ -122,8 +125,15 @@ def run_prune_stage(ctx: RunContext, stage: PruneStage, out_dir: Path, stage_has
 
     outcomes: list[TrainOutcome] = []
     recovery_checks: list[dict] = []
-    scoring_seconds = 0.0
-    for k in range(1, stage.iterations + 1):
+    scoring_seconds, speed_target = 0.0, None
+    if stage.target is not None:
+        def recover(candidate, description):
+            return _recover(ctx, stage, field, candidate, teacher, partial / "train_log.jsonl", description)
+
+        model, speed_target, outcomes = prune_to_target(ctx, stage, field, model, loader, _scoring_loss(ctx),
+                                                        recover if stage.recovery is not None else None)
+        recovery_checks = [c["recovery"] for c in speed_target["candidates"] if c["chosen"] and c["recovery"]]
+    for k in range(1, stage.iterations + 1 if stage.target is None else 1):
         scoring_started = time.perf_counter()
         _prune_step(ctx, stage, field, model, loader, k / stage.iterations)
         scoring_seconds += time.perf_counter() - scoring_started
@@ -156,6 +166,8 @@ def run_prune_stage(ctx: RunContext, stage: PruneStage, out_dir: Path, stage_has
         iterations=stage.iterations,
         scoring_seconds=scoring_seconds,
         recovery=recovery_checks or None,
+        layers_kept=spec.get("layers_kept"),
+        speed_target=speed_target,
     )
     return finish_stage(ctx, partial, out_dir, record, stage_hash=stage_hash, started=started,
                         note=f"{record['heads_pruned']}/{record['heads_total']} heads, "

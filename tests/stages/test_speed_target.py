@@ -1,0 +1,105 @@
+"""A prune stage's speed target: the recipe says what it must meet, an impossible target stops the
+run before anything trains, and the stage keeps the most accurate candidate that meets its
+budgets as measured, saved so that it reloads as it was scored.
+
+Timings are real here, so these tests assert how the stage decides and records, never a speed."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from families import tiny_checkpoint
+
+from distill import DistillError
+from distill.pruning import load_pruned
+from distill.pruning.structure import intermediate_sizes, kept_heads
+from distill.recipe import validate_recipe
+from distill.stages.pipeline import Pipeline
+from distill.stages.speed_target import chosen_candidate
+
+TEACHER_ONLY = {"kind": "teacher", "skip_training": True, "train": {"eval_batch_size": 16}}
+
+
+def recipe_with(target: dict, *, extra_stages: tuple = (), **prune) -> dict:
+    return {"name": "t", "task": "sst2",
+            "stages": [TEACHER_ONLY, {"kind": "prune", "target": target, **prune}, *extra_stages]}
+
+
+@pytest.mark.parametrize(
+    "target, extra, message",
+    [
+        ({}, (), "stages[1].target: give either speedup or latency_ms"),
+        ({"speedup": {1: 4}, "latency_ms": {1: 2.0}}, (), "stages[1].target: give either speedup or latency_ms"),
+        ({"speedup": {0: 4}}, (), "stages[1].target.speedup: give {batch size >= 1: value > 0}"),
+        ({"latency_ms": {1: -1}}, (), "stages[1].target.latency_ms: give {batch size >= 1: value > 0}"),
+        ({"speedup": {1: 4}, "against": "nowhere"}, (), "stages[1].target.against: no earlier stage named 'nowhere'"),
+        ({"speedup": {1: 4}, "measure_as": "teacher"}, (), "stages[1].target.measure_as: no later onnx stage named 'teacher'"),
+        ({"speedup": {1: 4}, "measure_as": "later"}, ({"kind": "cast", "name": "later"},),
+         "stages[1].target.measure_as: no later onnx stage named 'later'"),
+    ],
+)
+def test_bad_speed_targets_name_the_field(target, extra, message):
+    with pytest.raises(DistillError) as err:
+        validate_recipe(recipe_with(target, extra_stages=extra))
+    assert message in str(err.value)
+
+
+def test_a_speed_target_leaves_the_shares_to_the_stage():
+    with pytest.raises(DistillError, match=r"stages\[1\]: target: the stage chooses what to prune; leave out heads, ffn"):
+        validate_recipe(recipe_with({"speedup": {1: 4}}, heads={"share": 0.5}))
+
+
+def rows(*measured_and_scores) -> list[dict]:
+    return [{"measured_ms": ms, "score": score} for ms, score in measured_and_scores]
+
+
+def test_the_most_accurate_candidate_that_meets_every_budget_is_chosen():
+    budgets = {1: 2.0, 32: 20.0}
+    candidates = rows(({1: 1.9, 32: 21.0}, 0.95), ({1: 1.8, 32: 19.0}, 0.90), ({1: 1.5, 32: 15.0}, 0.92))
+    assert chosen_candidate(candidates, budgets, "score") == 2  # the first scores best but misses batch 32
+
+
+def test_when_no_candidate_meets_the_budgets_the_nearest_is_chosen():
+    candidates = rows(({1: 3.0}, 0.95), ({1: 2.2}, 0.80), ({1: 2.6}, 0.90))
+    assert chosen_candidate(candidates, {1: 2.0}, "score") == 1
+
+
+def run_recipe(tmp_path, glue_data_dir, target: dict, *, teacher_trains: bool = False, **prune) -> tuple[list[dict], object]:
+    checkpoint = tiny_checkpoint("bert", tmp_path / "models")
+    teacher = {"kind": "teacher", "train": {"max_steps": 2, "batch_size": 8, "eval_batch_size": 16}} if teacher_trains else TEACHER_ONLY
+    recipe = validate_recipe({
+        "name": "speed", "task": "sst2", "output_dir": str(tmp_path / "runs"), "mixed_precision": "no", "seed": 3,
+        "data": {"dir": str(glue_data_dir), "max_length": 32, "train_limit": 64, "eval_limit": 32, "holdout_size": 16},
+        "model": {"model": str(checkpoint)},
+        "benchmark": {"batch_sizes": [1, 4], "seq_length": 16, "warmup": 1, "repeats": 3, "threads": 1},
+        "stages": [teacher, {"kind": "prune", "target": target, "importance": {"batches": 2, "batch_size": 8}, **prune}],
+    })
+    return Pipeline(recipe, command="pytest").run(), recipe
+
+
+def test_an_impossible_speed_target_is_refused_before_any_stage_trains(tmp_path, glue_data_dir):
+    with pytest.raises(DistillError, match=r"stages\[1\]\.target: no allowed shape can meet the target.*speed-up 1000x at batch 1"):
+        run_recipe(tmp_path, glue_data_dir, {"speedup": {1: 1000}}, teacher_trains=True)
+    assert not (tmp_path / "runs" / "speed" / "teacher").exists()
+
+
+def test_the_stage_keeps_the_chosen_candidate_as_recorded(tmp_path, glue_data_dir):
+    records, _ = run_recipe(tmp_path, glue_data_dir, {"speedup": {1: 1.05, 4: 1.05}, "candidates": 2},
+                            recovery={"train": {"max_steps": 1, "batch_size": 8, "eval_batch_size": 16}, "distill": False})
+    entry = records[1]["speed_target"]
+    assert 1 <= len(entry["candidates"]) <= 2 and sum(c["chosen"] for c in entry["candidates"]) == 1
+    assert len({c["layers_kept"].__len__() for c in entry["candidates"]}) == len(entry["candidates"])  # one per depth
+    for candidate in entry["candidates"]:
+        assert candidate["predicted_ms"][1] <= entry["budgets_ms"][1] and candidate["predicted_ms"][4] <= entry["budgets_ms"][4]
+    chosen = next(c for c in entry["candidates"] if c["chosen"])
+    assert entry["met"] == all(chosen["measured_ms"][b] <= entry["budgets_ms"][b] for b in (1, 4))
+    assert entry["speedup"] == chosen["speedup"] and set(entry["latency_models"]) == {1, 4}
+    assert entry["budgets_ms"][1] == pytest.approx(entry["calibration_reference_ms"][1] / 1.05)
+
+    model = load_pruned(tmp_path / "runs" / "speed" / "pruned")
+    assert [len(h) for h in kept_heads(model)] == chosen["heads_per_layer"]
+    assert intermediate_sizes(model) == chosen["neurons_per_layer"]
+    assert len(chosen["layers_kept"]) == model.config.num_hidden_layers
+    ids = torch.randint(5, 100, (2, 12))
+    with torch.no_grad():
+        assert torch.isfinite(model(input_ids=ids).logits).all()
