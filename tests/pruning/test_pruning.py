@@ -165,7 +165,8 @@ def test_pruned_ffn_gives_the_outputs_of_zeroed_neurons():
 def test_pruning_counts_and_config_map_follow_the_model():
     model = prune_ffn(prune_heads(tiny_bert(), {0: [0, 1], 1: [2]}), [list(range(30)), list(range(20))])
     assert pruning_counts(model) == {"heads_total": 8, "heads_pruned": 3, "ffn_total": 2 * FFN, "ffn_pruned": 7 + 17}
-    assert model.config.distill_pruning == {"heads_kept": [[2, 3], [0, 1, 3]], "intermediate_sizes": [30, 20], "original_intermediate_size": FFN}
+    assert model.config.distill_pruning == {"layers_kept": [0, 1], "heads_kept": [[2, 3], [0, 1, 3]], "intermediate_sizes": [30, 20],
+                                            "original_intermediate_size": FFN}
     assert model.config.pruned_heads == {0: [0, 1], 1: [2]}
 
 
