@@ -372,8 +372,15 @@ def _recipe_with(prune: dict) -> dict:
         ({"heads": {"share": 0.5, "per_layer": {0: [1]}}}, "stages[1].heads: give either share or per_layer"),
         ({"heads": {"per_layer": {}}}, "stages[1].heads.per_layer: must name at least one layer"),
         ({"heads": {"per_layer": {0: []}}}, "stages[1].heads.per_layer: layer 0: give a layer index >= 0 and a non-empty list"),
-        ({}, "stages[1]: give heads and/or ffn"),
+        ({}, "stages[1]: give heads, ffn and/or layers"),
         ({"heads": {"per_layer": {0: [1]}}, "iterations": 2}, "stages[1]: explicit heads.per_layer lists are removed in one step"),
+        ({"layers": {}}, "stages[1].layers: give either drop or count"),
+        ({"layers": {"drop": [1], "count": 1}}, "stages[1].layers: give either drop or count"),
+        ({"layers": {"drop": []}}, "stages[1].layers.drop: give a non-empty list of distinct layer indices >= 0"),
+        ({"layers": {"drop": [1, 1]}}, "stages[1].layers.drop: give a non-empty list of distinct layer indices >= 0"),
+        ({"layers": {"drop": [-1]}}, "stages[1].layers.drop: give a non-empty list of distinct layer indices >= 0"),
+        ({"layers": {"count": 0}}, "stages[1].layers.count"),
+        ({"layers": {"drop": [1]}, "iterations": 2}, "stages[1]: explicit layers.drop lists are removed in one step"),
     ],
 )
 def test_bad_prune_specs_name_the_field(prune, message):
