@@ -4,10 +4,11 @@
     budget = budget_from_target(teacher_ms, speedup=15)
     best = propose_shapes(head_importance(...), ffn_importance(...), model, budget)[0]
     prune_heads(student, heads_to_remove(best.shape, 12)); prune_ffn(student, neurons_to_keep(best.shape, scores))
+    remove_layers(student, best.shape.layers)                # last: the plans above use the current indices
 
-Pure functions: measuring latency and removing layers belong to the caller. Layer indices are the
-rows of the importance scores (the model's current layers), heads their original indices, FFN
-neurons their current positions (what `prune_ffn` takes).
+Pure functions: measuring latency belongs to the caller. Layer indices are the rows of the
+importance scores (the model's current layers), heads their original indices, FFN neurons their
+current positions (what `prune_ffn` takes).
 """
 
 from __future__ import annotations
@@ -190,6 +191,31 @@ def _shares_of_total(scores: list[np.ndarray], name: str) -> list[np.ndarray]:
     return [v / total for v in values]
 
 
+def layer_values(head_scores: torch.Tensor, neuron_scores: Sequence[torch.Tensor], head_weight: float = 0.5) -> list[float]:
+    """Each layer's value, what dropping it loses: its heads' share of all head scores times
+    `head_weight`, plus its neurons' share of all neuron scores times the rest (NaN = a removed unit).
+    The speed search weighs heads by their share of the latency; without a latency model, half."""
+    return _layer_values(*_unit_values(*_as_arrays(head_scores, neuron_scores)), head_weight)
+
+
+def _as_arrays(head_scores: torch.Tensor, neuron_scores: Sequence[torch.Tensor]) -> tuple[np.ndarray, list[np.ndarray]]:
+    return head_scores.detach().double().cpu().numpy(), [s.detach().double().cpu().numpy().reshape(-1) for s in neuron_scores]
+
+
+def _unit_values(heads: np.ndarray, neurons: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    return _shares_of_total(list(heads), "head_scores"), _shares_of_total(neurons, "neuron_scores")
+
+
+def _layer_values(head_values: list[np.ndarray], neuron_values: list[np.ndarray], head_weight: float) -> list[float]:
+    return [float(head_weight * h.sum() + (1 - head_weight) * n.sum()) for h, n in zip(head_values, neuron_values)]
+
+
+def most_valuable_layers(values: Sequence[float], count: int) -> list[int]:
+    """The indices of the `count` most valuable layers, in order; ties keep the earlier layer."""
+    by_value = sorted(range(len(values)), key=lambda layer: -values[layer])  # stable
+    return sorted(by_value[:count])
+
+
 def propose_shapes(
     head_scores: torch.Tensor,
     neuron_scores: Sequence[torch.Tensor],
@@ -213,8 +239,7 @@ def propose_shapes(
     candidates differ in kind (deep and narrow against shallow and wide), which importance alone
     does not rank reliably. Raises DistillError when even the smallest allowed shape is predicted
     over budget."""
-    heads = head_scores.detach().double().cpu().numpy()
-    neurons = [s.detach().double().cpu().numpy().reshape(-1) for s in neuron_scores]
+    heads, neurons = _as_arrays(head_scores, neuron_scores)
     if heads.ndim != 2 or heads.shape[0] != len(neurons) or not neurons:
         raise DistillError(f"propose_shapes: head scores {tuple(heads.shape)} need one row per layer of the {len(neurons)} neuron score lists")
     limits = [(latency_model, budget_ms), *also]
@@ -228,7 +253,7 @@ def propose_shapes(
     n_layers = len(neurons)
     if not 1 <= min_depth <= n_layers:
         raise DistillError(f"propose_shapes: min_depth must be in 1..{n_layers} (got {min_depth})")
-    head_values, neuron_values = _shares_of_total(list(heads), "head_scores"), _shares_of_total(neurons, "neuron_scores")
+    head_values, neuron_values = _unit_values(heads, neurons)
 
     # Units are worth keeping in proportion to the time they cost: heads weigh the share of the
     # full model's variable latency they account for, neurons (with the per-layer cost) the rest.
@@ -237,13 +262,12 @@ def propose_shapes(
     head_cost = latency_model.per_head_ms * all_heads
     variable_cost = head_cost + latency_model.per_neuron_ms * all_neurons + latency_model.per_layer_ms * n_layers
     head_weight = head_cost / variable_cost if variable_cost > 0 else 0.5
-    layer_value = [head_weight * h.sum() + (1 - head_weight) * n.sum() for h, n in zip(head_values, neuron_values)]
-    by_value = sorted(range(n_layers), key=lambda layer: -layer_value[layer])  # stable: ties keep the earlier layer
+    values = _layer_values(head_values, neuron_values, head_weight)
 
     shares = sorted(set(grid) | {0.0}, reverse=True)  # 0.0: the per-layer minimums, the smallest shape
     fitting, closest = {}, (float("inf"), 0.0, 0.0)  # (ratio to budget, ms, budget) of the shape nearest to fitting
     for depth in range(n_layers, min_depth - 1, -1) if allow_depth else [n_layers]:
-        layers = sorted(by_value[:depth])
+        layers = most_valuable_layers(values, depth)
         head_keep = _GlobalKeep([heads[i] for i in layers], [head_values[i] for i in layers], min_heads_per_layer)
         neuron_keep = _GlobalKeep([neurons[i] for i in layers], [neuron_values[i] for i in layers], min_neurons_per_layer)
         neuron_options = [neuron_keep.keep(share) for share in shares]

@@ -176,8 +176,10 @@ def describe_stage(run: RunInfo, name: str, task_name: str) -> str:
         if r.get("teacher_perplexity") is not None:
             what += f"; its teacher's held-out perplexity: {r['teacher_perplexity']:.1f}"
     elif kind == "prune":
-        removed = [f"{r.get(done, 0)} of {r[total]} {unit}" for done, total, unit in
-                   (("heads_pruned", "heads_total", "attention heads"), ("ffn_pruned", "ffn_total", "FFN neurons")) if r.get(total)]
+        removed = [f"{r['layers_pruned']} of {r['layers_total']} layers"] if r.get("layers_pruned") else []
+        removed += [f"{r.get(done, 0)} of {r[total]} {unit}" for done, total, unit in
+                    (("heads_pruned", "heads_total", "attention heads"), ("ffn_pruned", "ffn_total", "FFN neurons"))
+                    if r.get(total)]
         what = "structured pruning: " + (" and ".join(removed) if removed else "nothing") + " removed"
     else:
         what = f"{kind}"

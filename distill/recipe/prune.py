@@ -1,5 +1,5 @@
-"""Recipe schema of the `prune` stage: which heads and FFN neurons go, how importance is scored,
-and the optional recovery training.
+"""Recipe schema of the `prune` stage: which heads, FFN neurons and layers go, how importance is
+scored, and the optional recovery training.
 """
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from distill import DistillError
 from distill.recipe.base import Strict
 from distill.recipe.training import LossConfig, TrainConfig
 
@@ -44,7 +45,7 @@ class HeadPruningConfig(Strict):
         return per_layer
 
     @model_validator(mode="after")
-    def _one_rule(self) -> "HeadPruningConfig":
+    def _one_rule(self) -> HeadPruningConfig:
         if (self.share is None) == (self.per_layer is None):
             raise ValueError("give either share or per_layer")
         return self
@@ -65,6 +66,45 @@ class FfnPruningConfig(Strict):
         if not 0 <= share < 1:
             raise ValueError("must be in [0, 1)")
         return share
+
+
+class LayerPruningConfig(Strict):
+    """Which whole transformer layers a prune stage removes, after its heads and FFN neurons: listed,
+    or the least important ones."""
+
+    drop: list[int] | None = None  # indices of the stage's input model's layers to remove
+    # Remove this many, those whose heads and FFN neurons keep the least importance (as the speed
+    # search values layers: unnormalized head scores and FFN scores, half each).
+    count: int | None = Field(None, ge=1)
+
+    @field_validator("drop")
+    @classmethod
+    def _drop_valid(cls, drop: list[int] | None) -> list[int] | None:
+        if drop is not None and (not drop or any(i < 0 for i in drop) or len(set(drop)) != len(drop)):
+            raise ValueError("give a non-empty list of distinct layer indices >= 0")
+        return drop
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> LayerPruningConfig:
+        if (self.drop is None) == (self.count is None):
+            raise ValueError("give either drop or count")
+        return self
+
+    @property
+    def removed(self) -> int:
+        return len(self.drop) if self.drop is not None else self.count
+
+    def check_against(self, layers: int, field: str, source: str) -> None:
+        """Refuse, naming `field` (this block) and the input model `source`, what its `layers` cannot take."""
+        if bad := [i for i in self.drop or () if i >= layers]:
+            raise DistillError(
+                f"{field}.drop: layer {bad[0]} is beyond the input's {layers} layers (0..{layers - 1}) in {source}"
+            )
+        if self.removed >= layers:
+            which = "drop" if self.drop is not None else "count"
+            raise DistillError(
+                f"{field}.{which}: would remove {self.removed} of the input's {layers} layers in {source}; keep at least one"
+            )
 
 
 class ImportanceConfig(Strict):
@@ -125,8 +165,8 @@ class SpeedTargetConfig(Strict):
 
 
 class PruneStage(Strict):
-    """Structured pruning: physically remove attention heads and/or FFN neurons, optionally in
-    several steps with recovery training after each."""
+    """Structured pruning: physically remove attention heads, FFN neurons and/or whole layers,
+    optionally in several steps with recovery training after each."""
 
     kind: Literal["prune"]  # picks this stage type
     name: str = "pruned"  # its folder <output_dir>/<recipe name>/<name>/ and what later stages call it; unique
@@ -135,6 +175,7 @@ class PruneStage(Strict):
     teacher: str | None = None
     heads: HeadPruningConfig | None = None  # which attention heads go; None: heads kept
     ffn: FfnPruningConfig | None = None  # which FFN neurons go; None: FFN kept
+    layers: LayerPruningConfig | None = None  # which whole layers go; None: every layer kept
     importance: ImportanceConfig = ImportanceConfig()  # the training batches heads and neurons are scored on
     iterations: int = Field(1, ge=1)  # steps to reach the shares (e.g. 2: half the way, then all)
     # Training after each step; with train.keep_best (the default) kept only when it beats the pruned weights
@@ -144,13 +185,15 @@ class PruneStage(Strict):
     target: SpeedTargetConfig | None = None
 
     @model_validator(mode="after")
-    def _something_to_prune(self) -> "PruneStage":
+    def _something_to_prune(self) -> PruneStage:
         if self.target is not None:
-            if self.heads is not None or self.ffn is not None or self.iterations != 1:
-                raise ValueError("target: the stage chooses what to prune; leave out heads, ffn and iterations")
+            if self.heads is not None or self.ffn is not None or self.layers is not None or self.iterations != 1:
+                raise ValueError("target: the stage chooses what to prune; leave out heads, ffn, layers and iterations")
             return self
-        if self.heads is None and self.ffn is None:
-            raise ValueError("give heads and/or ffn (what to prune), or a speed target")
+        if self.heads is None and self.ffn is None and self.layers is None:
+            raise ValueError("give heads, ffn and/or layers (what to prune), or a speed target")
         if self.iterations > 1 and self.heads is not None and self.heads.per_layer is not None:
             raise ValueError("explicit heads.per_layer lists are removed in one step: set iterations to 1")
+        if self.iterations > 1 and self.layers is not None and self.layers.drop is not None:
+            raise ValueError("explicit layers.drop lists are removed in one step: set iterations to 1")
         return self
