@@ -23,13 +23,14 @@ def markdown_section(report: dict[str, Any]) -> list[str]:
         entry = record["speed_target"]
         sizes = sorted(entry["budgets_ms"], key=int)
         goal = entry["target"].get("speedup") or entry["target"].get("latency_ms")
+        budgets = ", ".join(f"{entry['budgets_ms'][b]:.2f} ms at batch {b}" for b in sizes)
         unit = "×" if "speedup" in entry["target"] else " ms"
         score = next(k for k in entry["candidates"][0] if k.startswith("selection_"))
         lines += [
             "", f"## Speed target of `{record['stage']}`", "",
             f"Target: {', '.join(f'{goal[b]:g}{unit} at batch {b}' for b in sizes)} against `{entry['against']}`, "
             f"measured as {entry['measured_as']} on {entry['machine']} ({entry['threads']} threads, seq length {entry['seq_length']}). "
-            f"Budgets: {', '.join(f'{entry['budgets_ms'][b]:.2f} ms at batch {b}' for b in sizes)}. "
+            f"Budgets: {budgets}. "
             f"Latency model (leave-one-out max error): "
             + ", ".join(f"batch {b} {100 * (m['loo_max_relative_error'] or m['max_relative_error']):.1f} %" for b, m in entry["latency_models"].items())
             + f". {'Met' if entry['met'] else '**Not met**'}: "
@@ -55,7 +56,7 @@ def plot_front(ax, report: dict[str, Any]) -> None:
     smallest target batch size; the chosen one ringed, the budget as a dashed line."""
     for i, record in enumerate(target_records(report)):
         entry = record["speed_target"]
-        b = sorted(entry["budgets_ms"], key=int)[0]
+        b = min(entry["budgets_ms"], key=int)
         score = next(k for k in entry["candidates"][0] if k.startswith("selection_"))
         points = [(row["measured_ms"][b], 100 * row[score], row) for row in entry["candidates"]]
         ax.scatter([p[0] for p in points], [p[1] for p in points], color=f"C{i}", zorder=3, label=f"{record['stage']} candidates")

@@ -195,7 +195,6 @@ def run_prune_stage(ctx: RunContext, stage: PruneStage, out_dir: Path, stage_has
         iterations=stage.iterations,
         scoring_seconds=scoring_seconds,
         recovery=recovery_checks or None,
-        layers_kept=spec.get("layers_kept"),
         speed_target=speed_target,
     )
     return finish_stage(ctx, partial, out_dir, record, stage_hash=stage_hash, started=started,

@@ -34,7 +34,7 @@ def recipe_with(target: dict, *, extra_stages: tuple = (), **prune) -> dict:
         ({"latency_ms": {1: -1}}, (), "stages[1].target.latency_ms: give {batch size >= 1: value > 0}"),
         ({"speedup": {1: 4}, "against": "nowhere"}, (), "stages[1].target.against: no earlier stage named 'nowhere'"),
         ({"speedup": {1: 4}, "measure_as": "teacher"}, (), "stages[1].target.measure_as: no later onnx stage named 'teacher'"),
-        ({"speedup": {1: 4}, "measure_as": "later"}, ({"kind": "cast", "name": "later"},),
+        ({"speedup": {1: 4}, "measure_as": "later"}, ({"kind": "cast", "name": "later", "dtype": "fp16"},),
          "stages[1].target.measure_as: no later onnx stage named 'later'"),
     ],
 )
