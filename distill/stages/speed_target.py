@@ -25,7 +25,6 @@ from pathlib import Path
 import torch
 
 from distill import DistillError
-from distill.machine import cpu_info
 from distill.pruning import ffn_importance, head_importance, prune_ffn, prune_heads, remove_layers
 from distill.pruning.speed_search import (
     Candidate,
@@ -41,6 +40,7 @@ from distill.pruning.speed_search import (
 from distill.pruning.structure import intermediate_sizes, kept_heads, original_intermediate_size
 from distill.recipe import OnnxStage, PruneStage, TeacherStage
 from distill.reporting.bench import fixed_length_inputs, median_latencies, split_texts
+from distill.reporting.report import machine_info
 
 
 def reference_name(recipe, stage: PruneStage) -> str:
@@ -234,7 +234,7 @@ def prune_to_target(ctx, stage: PruneStage, field: str, model, loader, loss_fn, 
                               f"({', '.join(f'{nearest[b]:.2f} ms at batch {b}' for b in batch_sizes)})")
     entry = {
         "target": target.model_dump(exclude_none=True), "against": against, "measured_as": form.description,
-        "machine": cpu_info(), "threads": form.threads, "seq_length": ctx.recipe.benchmark.seq_length,
+        "machine": machine_info(), "threads": form.threads, "seq_length": ctx.recipe.benchmark.seq_length,
         "reference_ms": measured["reference"], "calibration_reference_ms": reference_ms, "budgets_ms": budgets,
         "latency_models": {b: m.to_dict() for b, m in latency.items()}, "calibration": points,
         "candidates": rows, "met": bool(meeting), "speedup": rows[chosen]["speedup"], "measured_ms": rows[chosen]["measured_ms"],

@@ -103,3 +103,35 @@ def test_the_stage_keeps_the_chosen_candidate_as_recorded(tmp_path, glue_data_di
     ids = torch.randint(5, 100, (2, 12))
     with torch.no_grad():
         assert torch.isfinite(model(input_ids=ids).logits).all()
+
+
+def target_entry(met: bool) -> dict:
+    candidate = {"layers_kept": [0, 2], "heads_per_layer": [6, 4], "neurons_per_layer": [700, 500], "importance_kept": 0.61,
+                 "predicted_ms": {1: 3.1}, "measured_ms": {1: 3.4}, "speedup": {1: 6.5}, "meets_target": met,
+                 "selection_accuracy": 0.874, "chosen": True}
+    other = {**candidate, "layers_kept": [0, 1, 2], "heads_per_layer": [2, 2, 2], "meets_target": False, "chosen": False,
+             "selection_accuracy": 0.88}
+    return {"target": {"speedup": {1: 6.0}}, "against": "teacher", "measured_as": "onnx stage 'int8'", "machine": "AMD EPYC (avx2)",
+            "threads": 2, "seq_length": 64, "budgets_ms": {1: 3.7 if met else 3.0}, "met": met, "speedup": {1: 6.5},
+            "measured_ms": {1: 3.4}, "latency_models": {1: {"loo_max_relative_error": 0.04, "max_relative_error": 0.02}},
+            "candidates": [candidate, other]}
+
+
+@pytest.mark.parametrize("met", [True, False])
+def test_the_report_lists_every_candidate_and_marks_the_kept_one(met):
+    from distill.reporting.speed_front import markdown_section
+
+    lines = markdown_section({"stages": [{"stage": "pruned", "speed_target": target_entry(met)}]})
+    text = "\n".join(lines)
+    assert "6× at batch 1 against `teacher`" in text and "AMD EPYC (avx2)" in text and "batch 1 4.0 %" in text
+    assert ("Met:" if met else "**Not met**:") in text
+    rows = [line for line in lines if line.startswith("| ") and "layers [" in line]
+    assert len(rows) == 2 and rows[0].startswith("| **2 layers [0, 2]") and not rows[1].startswith("| **")
+
+
+def test_the_model_card_states_the_target_and_the_machine():
+    from distill.publish.card import speed_target_text
+
+    text = speed_target_text(target_entry(True))
+    assert text == ("asked 6× at batch 1 against `teacher`, measured as onnx stage 'int8'; met: 6.50× at batch 1, "
+                    "on AMD EPYC (avx2)")
