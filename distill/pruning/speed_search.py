@@ -228,6 +228,7 @@ def propose_shapes(
     min_depth: int = 1,
     max_candidates: int = 5,
     one_per_depth: bool = False,
+    edge_only: bool = False,
     also: Sequence[tuple[LatencyModel, float]] = (),
     grid: Sequence[float] = KEEP_SHARES,
 ) -> list[Candidate]:
@@ -237,7 +238,9 @@ def propose_shapes(
     units of the kept layers). `also`: more (latency model, budget) pairs every shape must meet,
     e.g. another batch size. `one_per_depth`: the best shape of each depth only, so that the
     candidates differ in kind (deep and narrow against shallow and wide), which importance alone
-    does not rank reliably. Raises DistillError when even the smallest allowed shape is predicted
+    does not rank reliably. `edge_only`: per depth and head count, only the shape keeping the most
+    FFN neurons within the budgets (the edge of what they allow, from wide attention with a thin FFN
+    to the reverse), for a caller that compares shapes by scoring them. Raises DistillError when even the smallest allowed shape is predicted
     over budget."""
     heads, neurons = _as_arrays(head_scores, neuron_scores)
     if heads.ndim != 2 or heads.shape[0] != len(neurons) or not neurons:
@@ -284,6 +287,8 @@ def propose_shapes(
                     # More units kept break ties: a unit the latency model calls free still helps accuracy.
                     rank = (-importance, ms, -int(head_counts.sum()), -int(neuron_counts.sum()))
                     fitting[(depth, head_extra, neuron_extra)] = (rank, layers, head_keep, head_extra, neuron_counts, each, importance)
+                    if edge_only:  # the neuron options run from the most neurons down
+                        break
     if not fitting:
         raise DistillError(
             f"no allowed shape can meet the target: the smallest (depth {min_depth if allow_depth else n_layers}, "

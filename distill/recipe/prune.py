@@ -142,7 +142,10 @@ class SpeedTargetConfig(Strict):
     # A later onnx stage: shapes are timed exported and quantized with its settings, the form that
     # ships. None: timed as the pruned torch model (fp32).
     measure_as: str | None = None
-    candidates: int = Field(3, ge=1, le=10)  # shapes (at most one per depth) pruned, recovered, scored and re-timed
+    # Shapes at the edge of the budgets (per depth and head count, the most FFN neurons that fit),
+    # scored on the selection split as pruned, without training: a cheap, measured ranking.
+    screened: int = Field(24, ge=1, le=200)
+    candidates: int = Field(3, ge=1, le=10)  # the best screened shapes, then recovered, scored again and re-timed
     min_layers: int = Field(1, ge=1)  # whole layers may go, down to this many
     min_heads_per_layer: int = Field(1, ge=0)  # heads each kept layer keeps
 
@@ -157,6 +160,8 @@ class SpeedTargetConfig(Strict):
     def _one_kind_of_budget(self) -> "SpeedTargetConfig":
         if (self.speedup is None) == (self.latency_ms is None):
             raise ValueError("give either speedup or latency_ms")
+        if self.candidates > self.screened:
+            raise ValueError(f"candidates ({self.candidates}) come from the screened shapes ({self.screened}): give candidates <= screened")
         return self
 
     @property

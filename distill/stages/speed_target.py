@@ -5,11 +5,13 @@ sizes; the stage finds the most accurate pruned shape that meets it on this mach
    (`calibration_shapes`), each in the form that ships (`measure_as`: a later onnx stage's export
    and quantization; else torch fp32), interleaved in the same rounds, with `benchmark:`'s settings.
 2. Fit one latency model per batch size (depth, heads, neurons; `fit_latency_model` states its error).
-3. Score heads and neurons on training data, and propose the shapes predicted within every budget
-   that keep the most importance, at most one per depth (`propose_shapes`).
-4. Prune each candidate, recover it (the recovery that never hurts), score it on the selection
-   split, and time it again, shipped, beside the reference. Keep the most accurate one that meets
-   every budget as measured; when none does, the one nearest to it, said in the record.
+3. Score heads and neurons on training data; propose the shapes at the edge of every budget (per
+   depth and head count, the most FFN neurons predicted to fit), taken round-robin across depths in
+   order of importance kept (`propose_shapes`), and score each on the selection split as pruned.
+   Importance sums rank heads against neurons poorly; a measured score does not.
+4. Prune the best `candidates` of them, recover each (the recovery that never hurts), score it on
+   the selection split, and time it again, shipped, beside the reference. Keep the most accurate
+   one that meets every budget as measured in those rounds; when none does, the nearest, said so.
 
 Before any stage trains, `check_speed_targets` runs steps 1-3 on the untrained architectures (only
 the shapes matter for latency) and refuses a target no allowed shape can meet, in one line.
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import tempfile
+from itertools import zip_longest
 from collections.abc import Callable
 from pathlib import Path
 
@@ -157,14 +160,19 @@ def budgets_ms(stage: PruneStage, reference_ms: dict[int, float]) -> dict[int, f
 
 def propose(stage: PruneStage, head_scores, neuron_scores, latency: dict[int, LatencyModel], budgets: dict[int, float],
             field: str) -> list[Candidate]:
+    """Up to `target.screened` edge shapes, taken in turn from each depth, best importance first."""
     (first, *rest) = sorted(budgets)
     try:
-        return propose_shapes(head_scores, neuron_scores, latency[first], budgets[first],
+        edge = propose_shapes(head_scores, neuron_scores, latency[first], budgets[first],
                               also=[(latency[b], budgets[b]) for b in rest], min_depth=min(stage.target.min_layers, len(neuron_scores)),
-                              min_heads_per_layer=stage.target.min_heads_per_layer, max_candidates=stage.target.candidates,
-                              one_per_depth=True)
+                              min_heads_per_layer=stage.target.min_heads_per_layer, max_candidates=10_000, edge_only=True)
     except DistillError as err:
         raise DistillError(f"{field}.target: {err} ({_described(stage, budgets)})") from None
+    by_depth: dict[int, list[Candidate]] = {}
+    for candidate in edge:
+        by_depth.setdefault(candidate.shape.depth, []).append(candidate)
+    rounds = zip_longest(*(by_depth[d] for d in sorted(by_depth, reverse=True)))
+    return [c for round_ in rounds for c in round_ if c is not None][: stage.target.screened]
 
 
 def _described(stage: PruneStage, budgets: dict[int, float]) -> str:
@@ -201,9 +209,13 @@ def prune_to_target(ctx, stage: PruneStage, field: str, model, loader, loss_fn, 
     latency, reference_ms, points = fit_latency(form, model, reference, texts, batch_sizes, field)
     budgets = budgets_ms(stage, reference_ms)
     head_scores, neuron_scores = importance(model, loader, loss_fn)
-    candidates = propose(stage, head_scores, neuron_scores, latency, budgets, field)
+    proposals = propose(stage, head_scores, neuron_scores, latency, budgets, field)
+    screened = [ctx.evaluate(apply_shape(copy.deepcopy(model), c.shape, neuron_scores).eval(), ctx.data.selection)[primary]
+                for c in proposals]
+    best = sorted(range(len(proposals)), key=lambda i: (-screened[i], -proposals[i].importance_kept))[: target.candidates]
+    candidates = [proposals[i] for i in best]
     ctx.accelerator.print(f"[{stage.name}] budgets {', '.join(f'{budgets[b]:.2f} ms at batch {b}' for b in batch_sizes)} "
-                          f"({form.description}); {len(candidates)} candidate shape(s)")
+                          f"({form.description}); {len(proposals)} shapes screened, {len(candidates)} recovered")
 
     trained, outcomes, checks = [], [], []
     for i, candidate in enumerate(candidates):
@@ -216,15 +228,18 @@ def prune_to_target(ctx, stage: PruneStage, field: str, model, loader, loss_fn, 
         trained.append((pruned, ctx.evaluate(pruned, ctx.data.selection)[primary]))
     measured = form.time({"reference": reference, **{f"c{i}": form.ship(m) for i, (m, _) in enumerate(trained)}}, texts, batch_sizes)
 
+    # Met or not is judged against the reference as timed in these same rounds: timings drift between rounds.
+    final_budgets = budgets_ms(stage, measured["reference"])
     rows = []
     for i, (candidate, (_, selection)) in enumerate(zip(candidates, trained)):
         ms = measured[f"c{i}"]
         rows.append({**candidate.shape.describe(), "importance_kept": candidate.importance_kept,
                      "predicted_ms": dict(zip(sorted(budgets), candidate.predicted_ms_each)), "measured_ms": ms,
                      "speedup": {b: measured["reference"][b] / ms[b] for b in batch_sizes},
-                     "meets_target": all(ms[b] <= budgets[b] for b in batch_sizes),
-                     f"selection_{primary}": selection, "recovery": checks[i] if checks else None})
-    chosen = chosen_candidate(rows, budgets, f"selection_{primary}")
+                     "meets_target": all(ms[b] <= final_budgets[b] for b in batch_sizes),
+                     f"screened_{primary}": screened[best[i]], f"selection_{primary}": selection,
+                     "recovery": checks[i] if checks else None})
+    chosen = chosen_candidate(rows, final_budgets, f"selection_{primary}")
     for i, row in enumerate(rows):
         row["chosen"] = i == chosen
     meeting = [row for row in rows if row["meets_target"]]
@@ -235,7 +250,10 @@ def prune_to_target(ctx, stage: PruneStage, field: str, model, loader, loss_fn, 
     entry = {
         "target": target.model_dump(exclude_none=True), "against": against, "measured_as": form.description,
         "machine": machine_info(), "threads": form.threads, "seq_length": ctx.recipe.benchmark.seq_length,
-        "reference_ms": measured["reference"], "calibration_reference_ms": reference_ms, "budgets_ms": budgets,
+        "reference_ms": measured["reference"], "calibration_reference_ms": reference_ms, "search_budgets_ms": budgets,
+        "budgets_ms": final_budgets,
+        "screened": [{**c.shape.describe(), "importance_kept": c.importance_kept, "predicted_ms": dict(zip(batch_sizes, c.predicted_ms_each)),
+                      f"selection_{primary}": score} for c, score in zip(proposals, screened)],
         "latency_models": {b: m.to_dict() for b, m in latency.items()}, "calibration": points,
         "candidates": rows, "met": bool(meeting), "speedup": rows[chosen]["speedup"], "measured_ms": rows[chosen]["measured_ms"],
     }

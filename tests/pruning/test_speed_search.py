@@ -239,3 +239,14 @@ def test_budget_from_speedup_or_latency(arguments, budget):
 def test_budget_from_target_refuses_bad_targets(reference, arguments, message):
     with pytest.raises(DistillError, match=message):
         budget_from_target(reference, **arguments)
+
+
+def test_edge_shapes_keep_the_most_neurons_each_head_count_allows():
+    head_scores, neuron_scores = scores()
+    edge = propose_shapes(head_scores, neuron_scores, LATENCY, 5.0, edge_only=True, max_candidates=500)
+    every = propose_shapes(head_scores, neuron_scores, LATENCY, 5.0, max_candidates=5000)
+    kinds = [(c.shape.depth, c.shape.total_heads) for c in edge]
+    assert len(set(kinds)) == len(kinds) > 5
+    for candidate in edge:
+        same = [c for c in every if (c.shape.depth, c.shape.total_heads) == (candidate.shape.depth, candidate.shape.total_heads)]
+        assert candidate.shape.total_neurons == max(c.shape.total_neurons for c in same)

@@ -34,6 +34,7 @@ def recipe_with(target: dict, *, extra_stages: tuple = (), **prune) -> dict:
         ({"latency_ms": {1: -1}}, (), "stages[1].target.latency_ms: give {batch size >= 1: value > 0}"),
         ({"speedup": {1: 4}, "against": "nowhere"}, (), "stages[1].target.against: no earlier stage named 'nowhere'"),
         ({"speedup": {1: 4}, "measure_as": "teacher"}, (), "stages[1].target.measure_as: no later onnx stage named 'teacher'"),
+        ({"speedup": {1: 4}, "candidates": 5, "screened": 4}, (), "stages[1].target: candidates (5) come from the screened shapes (4)"),
         ({"speedup": {1: 4}, "measure_as": "later"}, ({"kind": "cast", "name": "later", "dtype": "fp16"},),
          "stages[1].target.measure_as: no later onnx stage named 'later'"),
     ],
@@ -84,19 +85,23 @@ def test_an_impossible_speed_target_is_refused_before_any_stage_trains(tmp_path,
 
 
 def test_the_stage_keeps_the_chosen_candidate_as_recorded(tmp_path, glue_data_dir):
-    records, _ = run_recipe(tmp_path, glue_data_dir, {"speedup": {1: 1.05, 4: 1.05}, "candidates": 2},
+    records, _ = run_recipe(tmp_path, glue_data_dir, {"speedup": {1: 1.05, 4: 1.05}, "candidates": 2, "screened": 6},
                             recovery={"train": {"max_steps": 1, "batch_size": 8, "eval_batch_size": 16}, "distill": False})
     entry = records[1]["speed_target"]
     assert 1 <= len(entry["candidates"]) <= 2 and sum(c["chosen"] for c in entry["candidates"]) == 1
-    assert len({c["layers_kept"].__len__() for c in entry["candidates"]}) == len(entry["candidates"])  # one per depth
-    for candidate in entry["candidates"]:
-        assert candidate["predicted_ms"][1] <= entry["budgets_ms"][1] and candidate["predicted_ms"][4] <= entry["budgets_ms"][4]
+    screened_scores = sorted((s["selection_accuracy"] for s in entry["screened"]), reverse=True)
+    assert [c["screened_accuracy"] for c in entry["candidates"]] == screened_scores[: len(entry["candidates"])]
+    for shape in entry["screened"]:
+        assert all(shape["predicted_ms"][b] <= entry["search_budgets_ms"][b] for b in (1, 4))
     chosen = next(c for c in entry["candidates"] if c["chosen"])
     assert entry["met"] == all(chosen["measured_ms"][b] <= entry["budgets_ms"][b] for b in (1, 4))
+    assert entry["budgets_ms"][1] == pytest.approx(entry["reference_ms"][1] / 1.05)  # the reference timed beside them
+    assert entry["search_budgets_ms"][1] == pytest.approx(entry["calibration_reference_ms"][1] / 1.05)
     assert entry["speedup"] == chosen["speedup"] and set(entry["latency_models"]) == {1, 4}
-    assert entry["budgets_ms"][1] == pytest.approx(entry["calibration_reference_ms"][1] / 1.05)
 
-    model = load_pruned(tmp_path / "runs" / "speed" / "pruned")
+    run = tmp_path / "runs" / "speed"
+    assert (run / "report.png").stat().st_size > 0 and "## Speed target of `pruned`" in (run / "report.md").read_text()
+    model = load_pruned(run / "pruned")
     assert [len(h) for h in kept_heads(model)] == chosen["heads_per_layer"]
     assert intermediate_sizes(model) == chosen["neurons_per_layer"]
     assert len(chosen["layers_kept"]) == model.config.num_hidden_layers
