@@ -53,15 +53,15 @@ def markdown_section(report: dict[str, Any]) -> list[str]:
 
 def plot_front(ax, report: dict[str, Any]) -> None:
     """Each target stage's shapes: selection-split metric against latency at the smallest target
-    batch size; the screened ones as pruned (predicted latency), the recovered candidates (measured),
+    batch size; the screened ones as pruned and the recovered candidates (measured),
     the kept one ringed, the budget as a dashed line."""
     for i, record in enumerate(target_records(report)):
         entry = record["speed_target"]
         b = min(entry["budgets_ms"], key=int)
         score = next(k for k in entry["candidates"][0] if k.startswith("selection_"))
         screened = entry.get("screened") or []
-        ax.scatter([row["predicted_ms"][b] for row in screened], [100 * row[score] for row in screened], s=12, color="grey",
-                   alpha=0.6, zorder=2, label="screened as pruned (predicted ms)" if i == 0 else None)
+        ax.scatter([row["measured_ms"][b] for row in screened], [100 * row[score] for row in screened], s=12, color="grey",
+                   alpha=0.6, zorder=2, label="screened as pruned, before recovery" if i == 0 else None)
         points = [(row["measured_ms"][b], 100 * row[score], row) for row in entry["candidates"]]
         ax.scatter([p[0] for p in points], [p[1] for p in points], color=f"C{i}", zorder=3,
                    label=f"{record['stage']}: recovered candidates (measured ms)")

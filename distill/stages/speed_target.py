@@ -7,8 +7,9 @@ sizes; the stage finds the most accurate pruned shape that meets it on this mach
 2. Fit one latency model per batch size (depth, heads, neurons; `fit_latency_model` states its error).
 3. Score heads and neurons on training data; propose the shapes at the edge of every budget (per
    depth and head count, the most FFN neurons predicted to fit), taken round-robin across depths in
-   order of importance kept (`propose_shapes`), and score each on the selection split as pruned.
-   Importance sums rank heads against neurons poorly; a measured score does not.
+   order of importance kept (`propose_shapes`); score each on the selection split as pruned and
+   time it shipped. Importance sums rank heads against neurons poorly, and the latency model errs
+   on uneven shapes: measured scores and times do not (`screen_until_enough_fit`).
 4. Prune the best `candidates` of them, recover each (the recovery that never hurts), score it on
    the selection split, and time it again, shipped, beside the reference. Keep the most accurate
    one that meets every budget as measured in those rounds; when none does, the nearest, said so.
@@ -209,13 +210,13 @@ def prune_to_target(ctx, stage: PruneStage, field: str, model, loader, loss_fn, 
     latency, reference_ms, points = fit_latency(form, model, reference, texts, batch_sizes, field)
     budgets = budgets_ms(stage, reference_ms)
     head_scores, neuron_scores = importance(model, loader, loss_fn)
-    proposals = propose(stage, head_scores, neuron_scores, latency, budgets, field)
-    screened = [ctx.evaluate(apply_shape(copy.deepcopy(model), c.shape, neuron_scores).eval(), ctx.data.selection)[primary]
-                for c in proposals]
-    best = sorted(range(len(proposals)), key=lambda i: (-screened[i], -proposals[i].importance_kept))[: target.candidates]
-    candidates = [proposals[i] for i in best]
+    screened = screen_until_enough_fit(ctx, stage, field, form, model, reference, texts, (head_scores, neuron_scores), latency, budgets)
+    fitting = [row for row in screened if row["fits"]] or screened  # none fits: the best scored, judged again below
+    best = sorted(fitting, key=lambda row: (-row["score"], -row["candidate"].importance_kept))[: target.candidates]
+    candidates = [row["candidate"] for row in best]
     ctx.accelerator.print(f"[{stage.name}] budgets {', '.join(f'{budgets[b]:.2f} ms at batch {b}' for b in batch_sizes)} "
-                          f"({form.description}); {len(proposals)} shapes screened, {len(candidates)} recovered")
+                          f"({form.description}); {len(screened)} shapes screened, {sum(r['fits'] for r in screened)} "
+                          f"timed within them, {len(candidates)} recovered")
 
     trained, outcomes, checks = [], [], []
     for i, candidate in enumerate(candidates):
@@ -237,7 +238,7 @@ def prune_to_target(ctx, stage: PruneStage, field: str, model, loader, loss_fn, 
                      "predicted_ms": dict(zip(sorted(budgets), candidate.predicted_ms_each)), "measured_ms": ms,
                      "speedup": {b: measured["reference"][b] / ms[b] for b in batch_sizes},
                      "meets_target": all(ms[b] <= final_budgets[b] for b in batch_sizes),
-                     f"screened_{primary}": screened[best[i]], f"selection_{primary}": selection,
+                     f"screened_{primary}": best[i]["score"], f"selection_{primary}": selection,
                      "recovery": checks[i] if checks else None})
     chosen = chosen_candidate(rows, final_budgets, f"selection_{primary}")
     for i, row in enumerate(rows):
@@ -252,12 +253,52 @@ def prune_to_target(ctx, stage: PruneStage, field: str, model, loader, loss_fn, 
         "machine": machine_info(), "threads": form.threads, "seq_length": ctx.recipe.benchmark.seq_length,
         "reference_ms": measured["reference"], "calibration_reference_ms": reference_ms, "search_budgets_ms": budgets,
         "budgets_ms": final_budgets,
-        "screened": [{**c.shape.describe(), "importance_kept": c.importance_kept, "predicted_ms": dict(zip(batch_sizes, c.predicted_ms_each)),
-                      f"selection_{primary}": score} for c, score in zip(proposals, screened)],
+        "screened": [{**row["candidate"].shape.describe(), "importance_kept": row["candidate"].importance_kept,
+                      "predicted_ms": dict(zip(batch_sizes, row["candidate"].predicted_ms_each)), "measured_ms": row["measured_ms"],
+                      "fits": row["fits"], "round": row["round"], f"selection_{primary}": row["score"]} for row in screened],
         "latency_models": {b: m.to_dict() for b, m in latency.items()}, "calibration": points,
         "candidates": rows, "met": bool(meeting), "speedup": rows[chosen]["speedup"], "measured_ms": rows[chosen]["measured_ms"],
     }
     return trained[chosen][0], entry, outcomes
+
+
+SCREENING_ROUNDS = 3
+
+
+def screen_until_enough_fit(ctx, stage: PruneStage, field: str, form: ShippedForm, model, reference, texts, scores,
+                            latency: dict[int, LatencyModel], budgets: dict[int, float]) -> list[dict]:
+    """Edge shapes pruned without training, each scored on the selection split and timed shipped
+    beside the reference. The latency model errs most on uneven shapes, so where fewer than
+    `candidates` shapes fit as timed, the search budgets shrink by the worst measured/predicted
+    ratio and the next edge is screened (at most SCREENING_ROUNDS rounds)."""
+    head_scores, neuron_scores = scores
+    batch_sizes, primary = sorted(budgets), ctx.task.primary_metric
+    search, rows, seen = dict(budgets), [], set()
+    for round_ in range(SCREENING_ROUNDS):
+        try:
+            proposals = [c for c in propose(stage, head_scores, neuron_scores, latency, search, field) if c.shape not in seen]
+        except DistillError:
+            if round_ == 0:
+                raise
+            break  # the shrunk budgets admit no shape: keep what was screened
+        seen.update(c.shape for c in proposals)
+        artifacts, round_scores = {"reference": reference}, []
+        for i, candidate in enumerate(proposals):
+            pruned = apply_shape(copy.deepcopy(model), candidate.shape, neuron_scores).eval()
+            round_scores.append(ctx.evaluate(pruned, ctx.data.selection)[primary])
+            artifacts[f"s{i}"] = form.ship(pruned)
+        measured = form.time(artifacts, texts, batch_sizes)
+        round_budgets = budgets_ms(stage, measured["reference"])
+        for i, candidate in enumerate(proposals):
+            ms = measured[f"s{i}"]
+            rows.append({"candidate": candidate, "score": round_scores[i], "measured_ms": ms, "round": round_ + 1,
+                         "fits": all(ms[b] <= round_budgets[b] for b in batch_sizes)})
+        if sum(row["fits"] for row in rows) >= stage.target.candidates or not proposals:
+            break
+        for j, b in enumerate(batch_sizes):
+            ratio = max(measured[f"s{i}"][b] / c.predicted_ms_each[j] for i, c in enumerate(proposals))
+            search[b] = min(search[b], round_budgets[b] / ratio) if ratio > 1 else search[b]
+    return rows
 
 
 def chosen_candidate(rows: list[dict], budgets: dict[int, float], score_key: str) -> int:

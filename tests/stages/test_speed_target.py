@@ -89,10 +89,11 @@ def test_the_stage_keeps_the_chosen_candidate_as_recorded(tmp_path, glue_data_di
                             recovery={"train": {"max_steps": 1, "batch_size": 8, "eval_batch_size": 16}, "distill": False})
     entry = records[1]["speed_target"]
     assert 1 <= len(entry["candidates"]) <= 2 and sum(c["chosen"] for c in entry["candidates"]) == 1
-    screened_scores = sorted((s["selection_accuracy"] for s in entry["screened"]), reverse=True)
+    pool = [s for s in entry["screened"] if s["fits"]] or entry["screened"]
+    screened_scores = sorted((s["selection_accuracy"] for s in pool), reverse=True)
     assert [c["screened_accuracy"] for c in entry["candidates"]] == screened_scores[: len(entry["candidates"])]
     for shape in entry["screened"]:
-        assert all(shape["predicted_ms"][b] <= entry["search_budgets_ms"][b] for b in (1, 4))
+        assert shape["round"] > 1 or all(shape["predicted_ms"][b] <= entry["search_budgets_ms"][b] for b in (1, 4))
     chosen = next(c for c in entry["candidates"] if c["chosen"])
     assert entry["met"] == all(chosen["measured_ms"][b] <= entry["budgets_ms"][b] for b in (1, 4))
     assert entry["budgets_ms"][1] == pytest.approx(entry["reference_ms"][1] / 1.05)  # the reference timed beside them
