@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import copy
 import tempfile
-from itertools import zip_longest
 from collections.abc import Callable
+from itertools import zip_longest
 from pathlib import Path
 
 import torch

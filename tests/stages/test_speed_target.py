@@ -141,3 +141,44 @@ def test_the_model_card_states_the_target_and_the_machine():
     text = speed_target_text(target_entry(True))
     assert text == ("asked 6× at batch 1 against `teacher`, measured as onnx stage 'int8'; met: 6.50× at batch 1, "
                     "on AMD EPYC (avx2)")
+
+
+class TimedByShape:
+    """Stands in for the shipped form: a pruned model's "latency" is a known linear function of its
+    shape, `slower` times what the fitted model predicts (the fitted model errs on such shapes)."""
+
+    def __init__(self, truth, slower: float):
+        self.truth, self.slower = truth, slower
+
+    def ship(self, model):
+        return model
+
+    def time(self, artifacts: dict, texts, batch_sizes) -> dict:
+        def ms(model) -> float:
+            heads, neurons = kept_heads(model), intermediate_sizes(model)
+            return self.slower * self.truth.predict_counts(len(heads), sum(map(len, heads)), sum(neurons))
+        return {name: {b: 100.0 if name == "reference" else ms(model) for b in batch_sizes} for name, model in artifacts.items()}
+
+
+def test_too_few_shapes_fitting_as_timed_shrinks_the_budget_and_screens_again():
+    from types import SimpleNamespace
+
+    from families import tiny_classifier
+
+    from distill.pruning.speed_search import LatencyModel
+    from distill.recipe import PruneStage
+    from distill.stages.speed_target import screen_until_enough_fit
+
+    model = tiny_classifier("bert")  # 2 layers, 4 heads, 37 neurons per layer (tests/families.py)
+    layers, heads = model.config.num_hidden_layers, model.config.num_attention_heads
+    neurons = model.config.intermediate_size
+    truth = LatencyModel(intercept_ms=10.0, per_layer_ms=5.0, per_head_ms=4.0, per_neuron_ms=0.5)
+    stage = PruneStage(kind="prune", target={"speedup": {1: 100 / 60}, "candidates": 2, "screened": 4})
+    ctx = SimpleNamespace(task=SimpleNamespace(primary_metric="accuracy"), data=SimpleNamespace(selection=None),
+                          evaluate=lambda m, _: {"accuracy": sum(map(len, kept_heads(m))) / 100})
+    rows = screen_until_enough_fit(ctx, stage, "stages[1]", TimedByShape(truth, slower=1.25), model, "reference", [], (
+        torch.rand(layers, heads), [torch.rand(neurons) for _ in range(layers)]), {1: truth}, {1: 60.0})
+    first, later = [r for r in rows if r["round"] == 1], [r for r in rows if r["round"] > 1]
+    assert first and not any(r["fits"] for r in first)  # predicted within 60 ms, timed 25 % slower
+    assert sum(r["fits"] for r in later) >= 2
+    assert all(r["measured_ms"][1] <= 60.0 for r in later if r["fits"])
