@@ -4,6 +4,7 @@ scripts/architecture_matrix.py run through every stage."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 from helpers import bpe_tokenizer, sample_lines, unigram_tokenizer
@@ -109,3 +110,33 @@ def sample_batch(rows: int = 3, length: int = 12, seed: int = 0) -> dict:
     attention_mask = torch.ones_like(input_ids)
     attention_mask[1, length // 2:] = 0
     return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": torch.arange(rows) % 2}
+
+
+@contextmanager
+def masking(model, heads: dict[int, list[int]], neurons: dict[int, list[int]]):
+    """The model with the listed heads' contributions (original indices, by layer) zeroed and, in the
+    listed layers, only the listed FFN neurons active: what pruning them should give."""
+    import torch
+
+    from distill.models.families import family_of, submodule, transformer_blocks
+
+    family, (_, blocks) = family_of(model), transformer_blocks(model)
+    size = model.config.hidden_size // model.config.num_attention_heads
+    masks = []
+    for layer, removed in heads.items():
+        mask = torch.ones(model.config.num_attention_heads * size)
+        for head in removed:
+            mask[head * size : (head + 1) * size] = 0
+        masks.append((submodule(blocks[layer], family.attention_output), mask))
+    for layer, keep in neurons.items():
+        mask = torch.zeros(submodule(blocks[layer], family.ffn_out).in_features)
+        mask[keep] = 1
+        masks.append((submodule(blocks[layer], family.ffn_out), mask))
+    handles = [
+        linear.register_forward_pre_hook(lambda module, args, mask=mask: (args[0] * mask, *args[1:])) for linear, mask in masks
+    ]
+    try:
+        yield model
+    finally:
+        for handle in handles:
+            handle.remove()

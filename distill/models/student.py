@@ -9,7 +9,7 @@ from transformers import PreTrainedModel
 
 from distill import DistillError
 from distill.data.tasks import TaskSpec
-from distill.models.families import family_of, transformer_blocks
+from distill.models.families import family_of, keep_layers_in_config, transformer_blocks
 from distill.models.loading import load_classifier
 from distill.recipe import StudentConfig
 from distill.recipe.training import default_student_layers
@@ -23,13 +23,10 @@ def copy_layers_student(teacher: PreTrainedModel, layers: list[int]) -> PreTrain
         raise DistillError(f"student.layers: {bad} out of range; the teacher has layers 0..{n_teacher - 1}")
     prefix, _ = transformer_blocks(teacher, "student.layers")
     config = teacher.config.__class__.from_dict(teacher.config.to_dict())
-    config.num_hidden_layers = len(layers)
+    # Each copied layer keeps its attention kind (ModernBERT: global or sliding window). transformers
+    # 4.x has no per-layer list: there the kinds follow global_attn_every_n_layers by new index.
+    keep_layers_in_config(config, layers)
     family = family_of(teacher)
-    types_key = family.layer_types_key
-    if types_key and getattr(config, types_key, None):
-        # Each copied layer keeps its attention kind (ModernBERT: global or sliding window). transformers
-        # 4.x has no per-layer list: there the kinds follow global_attn_every_n_layers by new index.
-        setattr(config, types_key, [getattr(teacher.config, types_key)[i] for i in layers])
     student = type(teacher)(config)
     layer_key = re.compile(rf"^{re.escape(prefix)}\.(\d+)\.(.*)$")
     new_index = {teacher_i: student_i for student_i, teacher_i in enumerate(layers)}

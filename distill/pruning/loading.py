@@ -3,8 +3,10 @@
 transformers 4.x's `from_pretrained` re-applies `config.pruned_heads` itself, but it cannot run a
 layer left with no heads, cannot build per-layer FFN sizes, and 5.x dropped `pruned_heads`
 altogether. `load_pruned` rebuilds the shapes from our `distill_pruning` key instead: it builds
-the unpruned architecture from the config, prunes it to the recorded shapes with our own
-`prune_heads`/`prune_ffn`, then loads the saved weights strictly (every key, every shape).
+the unpruned architecture from the config (as deep as the original, when layers were removed: a
+block's position-dependent parts come from its original index), removes the layers with our own
+`remove_layers`, prunes to the recorded shapes with `prune_heads`/`prune_ffn`, then loads the saved
+weights strictly (every key, every shape).
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from transformers import AutoConfig, PreTrainedModel
 from distill import DistillError
 from distill.models.architectures import saved_model_class
 from distill.models.compat import load_sharded_checkpoint
-from distill.models.families import family_of
+from distill.models.families import config_value, family_of
+from distill.pruning.layers import remove_layers
 from distill.pruning.structure import PRUNING_KEY, prune_ffn, prune_heads
 
 
@@ -33,8 +36,9 @@ def load_pruned(path: str | Path, **config_kwargs) -> PreTrainedModel:
     extra = {"attn_implementation": attn} if attn else {}
     if not spec:
         return cls.from_pretrained(folder, config=config, use_safetensors=True, **extra).eval()
-    if len(spec["heads_kept"]) != config.num_hidden_layers or len(spec["intermediate_sizes"]) != config.num_hidden_layers:
-        raise DistillError(f"{folder}/config.json: {PRUNING_KEY} lists {len(spec['heads_kept'])} layers, "
+    lists = [spec["heads_kept"], spec["intermediate_sizes"], spec.get("layers_kept", spec["heads_kept"])]
+    if any(len(per_layer) != config.num_hidden_layers for per_layer in lists):
+        raise DistillError(f"{folder}/config.json: {PRUNING_KEY} lists {'/'.join(str(len(p)) for p in lists)} layers, "
                            f"the config has {config.num_hidden_layers}")
     model = pruned_skeleton(config, cls, **extra)
     _load_weights_strictly(model, folder)
@@ -43,16 +47,33 @@ def load_pruned(path: str | Path, **config_kwargs) -> PreTrainedModel:
 
 def pruned_skeleton(config, cls, **extra) -> PreTrainedModel:
     """The architecture with the pruned shapes of the config's map, weights not loaded: the unpruned
-    model built from the config, then pruned to the recorded shapes."""
+    model built from the config, then its layers removed and the rest pruned to the recorded shapes."""
     spec = getattr(config, PRUNING_KEY)
+    layers = spec.get("layers_kept")  # absent from folders saved before layers could be removed
     skeleton = copy.deepcopy(config)
     skeleton.pruned_heads = {}  # shapes come from our map, not from transformers' own pruning
     setattr(skeleton, family_of(config, "pruning").intermediate_size_key, max(spec["intermediate_sizes"]))
+    if layers is not None:
+        _place_layers_at_original_indices(skeleton, layers)
     model = cls._from_config(skeleton, **extra)
+    if layers is not None:
+        remove_layers(model, layers)
     total = config.num_attention_heads
     prune_heads(model, {i: [h for h in range(total) if h not in kept] for i, kept in enumerate(spec["heads_kept"])})
     prune_ffn(model, [list(range(size)) for size in spec["intermediate_sizes"]])
     return model  # its config: the saved one, with the map rewritten by the pruning calls
+
+
+def _place_layers_at_original_indices(config, layers: list[int]) -> None:
+    """Make a layer-removed model's config describe a model with its layers back at their original
+    indices (the others, to be removed again, as deep as the last kept one), in place."""
+    family = family_of(config, "pruning")
+    kinds = config_value(config, family.layer_types_key) if family.layer_types_key else None
+    setattr(config, family.layer_count_key, max(layers) + 1)
+    if kinds:  # each kept layer's kind at its index; the others, removed again, take any listed kind
+        at = dict(zip(layers, kinds))
+        setattr(config, family.layer_types_key, [at.get(i, kinds[0]) for i in range(max(layers) + 1)])
+    setattr(config, PRUNING_KEY, {k: v for k, v in getattr(config, PRUNING_KEY).items() if k != "layers_kept"})
 
 
 def _load_weights_strictly(model: PreTrainedModel, folder: Path) -> None:

@@ -4,10 +4,11 @@
     budget = budget_from_target(teacher_ms, speedup=15)
     best = propose_shapes(head_importance(...), ffn_importance(...), model, budget)[0]
     prune_heads(student, heads_to_remove(best.shape, 12)); prune_ffn(student, neurons_to_keep(best.shape, scores))
+    remove_layers(student, best.shape.layers)                # last: the plans above use the current indices
 
-Pure functions: measuring latency and removing layers belong to the caller. Layer indices are the
-rows of the importance scores (the model's current layers), heads their original indices, FFN
-neurons their current positions (what `prune_ffn` takes).
+Pure functions: measuring latency belongs to the caller. Layer indices are the rows of the
+importance scores (the model's current layers), heads their original indices, FFN neurons their
+current positions (what `prune_ffn` takes).
 """
 
 from __future__ import annotations
@@ -138,8 +139,9 @@ def calibration_shapes(n_layers: int, n_heads: int, n_neurons: int) -> list[Shap
 @dataclass(frozen=True)
 class Candidate:
     shape: Shape
-    predicted_ms: float
+    predicted_ms: float  # by the first latency model
     importance_kept: float  # in [0, 1]: 1 = the model as it is
+    predicted_ms_each: tuple[float, ...] = ()  # by every latency model given (the first, then `also`), in order
 
 
 class _GlobalKeep:
@@ -189,6 +191,31 @@ def _shares_of_total(scores: list[np.ndarray], name: str) -> list[np.ndarray]:
     return [v / total for v in values]
 
 
+def layer_values(head_scores: torch.Tensor, neuron_scores: Sequence[torch.Tensor], head_weight: float = 0.5) -> list[float]:
+    """Each layer's value, what dropping it loses: its heads' share of all head scores times
+    `head_weight`, plus its neurons' share of all neuron scores times the rest (NaN = a removed unit).
+    The speed search weighs heads by their share of the latency; without a latency model, half."""
+    return _layer_values(*_unit_values(*_as_arrays(head_scores, neuron_scores)), head_weight)
+
+
+def _as_arrays(head_scores: torch.Tensor, neuron_scores: Sequence[torch.Tensor]) -> tuple[np.ndarray, list[np.ndarray]]:
+    return head_scores.detach().double().cpu().numpy(), [s.detach().double().cpu().numpy().reshape(-1) for s in neuron_scores]
+
+
+def _unit_values(heads: np.ndarray, neurons: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    return _shares_of_total(list(heads), "head_scores"), _shares_of_total(neurons, "neuron_scores")
+
+
+def _layer_values(head_values: list[np.ndarray], neuron_values: list[np.ndarray], head_weight: float) -> list[float]:
+    return [float(head_weight * h.sum() + (1 - head_weight) * n.sum()) for h, n in zip(head_values, neuron_values)]
+
+
+def most_valuable_layers(values: Sequence[float], count: int) -> list[int]:
+    """The indices of the `count` most valuable layers, in order; ties keep the earlier layer."""
+    by_value = sorted(range(len(values)), key=lambda layer: -values[layer])  # stable
+    return sorted(by_value[:count])
+
+
 def propose_shapes(
     head_scores: torch.Tensor,
     neuron_scores: Sequence[torch.Tensor],
@@ -198,26 +225,38 @@ def propose_shapes(
     min_heads_per_layer: int = 1,
     min_neurons_per_layer: int = 1,
     allow_depth: bool = True,
+    min_depth: int = 1,
     max_candidates: int = 5,
+    one_per_depth: bool = False,
+    edge_only: bool = False,
+    also: Sequence[tuple[LatencyModel, float]] = (),
     grid: Sequence[float] = KEEP_SHARES,
 ) -> list[Candidate]:
     """The `max_candidates` distinct shapes predicted within `budget_ms` that keep the most
-    importance, best first. Searches depth (dropping the least important layers first) and a
-    global keep share of heads and of neurons from `grid` (shares of the alive units of the kept
-    layers). Raises DistillError when even the smallest allowed shape is predicted over budget."""
-    heads = head_scores.detach().double().cpu().numpy()
-    neurons = [s.detach().double().cpu().numpy().reshape(-1) for s in neuron_scores]
+    importance, best first. Searches depth (dropping the least important layers first, down to
+    `min_depth`) and a global keep share of heads and of neurons from `grid` (shares of the alive
+    units of the kept layers). `also`: more (latency model, budget) pairs every shape must meet,
+    e.g. another batch size. `one_per_depth`: the best shape of each depth only, so that the
+    candidates differ in kind (deep and narrow against shallow and wide), which importance alone
+    does not rank reliably. `edge_only`: per depth and head count, only the shape keeping the most
+    FFN neurons within the budgets (the edge of what they allow, from wide attention with a thin FFN
+    to the reverse), for a caller that compares shapes by scoring them. Raises DistillError when even the smallest allowed shape is predicted
+    over budget."""
+    heads, neurons = _as_arrays(head_scores, neuron_scores)
     if heads.ndim != 2 or heads.shape[0] != len(neurons) or not neurons:
         raise DistillError(f"propose_shapes: head scores {tuple(heads.shape)} need one row per layer of the {len(neurons)} neuron score lists")
-    if budget_ms <= 0 or max_candidates < 1 or min_heads_per_layer < 0 or min_neurons_per_layer < 1:
-        raise DistillError("propose_shapes: needs budget_ms > 0, max_candidates >= 1, min_heads_per_layer >= 0, min_neurons_per_layer >= 1")
+    limits = [(latency_model, budget_ms), *also]
+    if any(b <= 0 for _, b in limits) or max_candidates < 1 or min_heads_per_layer < 0 or min_neurons_per_layer < 1:
+        raise DistillError("propose_shapes: needs budgets > 0, max_candidates >= 1, min_heads_per_layer >= 0, min_neurons_per_layer >= 1")
     if any(not 0 <= share <= 1 for share in grid):
         raise DistillError(f"propose_shapes: grid shares must be in [0, 1] (got {list(grid)})")
     unscored = [layer for layer, s in enumerate(neurons) if np.isnan(s).all()]
     if unscored:
         raise DistillError(f"propose_shapes: layer {unscored[0]} has no scored FFN neuron; every kept layer keeps one")
     n_layers = len(neurons)
-    head_values, neuron_values = _shares_of_total(list(heads), "head_scores"), _shares_of_total(neurons, "neuron_scores")
+    if not 1 <= min_depth <= n_layers:
+        raise DistillError(f"propose_shapes: min_depth must be in 1..{n_layers} (got {min_depth})")
+    head_values, neuron_values = _unit_values(heads, neurons)
 
     # Units are worth keeping in proportion to the time they cost: heads weigh the share of the
     # full model's variable latency they account for, neurons (with the per-layer cost) the rest.
@@ -226,35 +265,42 @@ def propose_shapes(
     head_cost = latency_model.per_head_ms * all_heads
     variable_cost = head_cost + latency_model.per_neuron_ms * all_neurons + latency_model.per_layer_ms * n_layers
     head_weight = head_cost / variable_cost if variable_cost > 0 else 0.5
-    layer_value = [head_weight * h.sum() + (1 - head_weight) * n.sum() for h, n in zip(head_values, neuron_values)]
-    by_value = sorted(range(n_layers), key=lambda layer: -layer_value[layer])  # stable: ties keep the earlier layer
+    values = _layer_values(head_values, neuron_values, head_weight)
 
     shares = sorted(set(grid) | {0.0}, reverse=True)  # 0.0: the per-layer minimums, the smallest shape
-    fitting, smallest_ms = {}, float("inf")
-    for depth in range(n_layers, 0, -1) if allow_depth else [n_layers]:
-        layers = sorted(by_value[:depth])
+    fitting, closest = {}, (float("inf"), 0.0, 0.0)  # (ratio to budget, ms, budget) of the shape nearest to fitting
+    for depth in range(n_layers, min_depth - 1, -1) if allow_depth else [n_layers]:
+        layers = most_valuable_layers(values, depth)
         head_keep = _GlobalKeep([heads[i] for i in layers], [head_values[i] for i in layers], min_heads_per_layer)
         neuron_keep = _GlobalKeep([neurons[i] for i in layers], [neuron_values[i] for i in layers], min_neurons_per_layer)
         neuron_options = [neuron_keep.keep(share) for share in shares]
         for head_extra, head_counts, head_kept in (head_keep.keep(share) for share in shares):
             for neuron_extra, neuron_counts, neuron_kept in neuron_options:
-                ms = latency_model.predict_counts(depth, int(head_counts.sum()), int(neuron_counts.sum()))
-                smallest_ms = min(smallest_ms, ms)
-                if ms <= budget_ms:
+                each = tuple(m.predict_counts(depth, int(head_counts.sum()), int(neuron_counts.sum())) for m, _ in limits)
+                ratios = [ms / budget for ms, (_, budget) in zip(each, limits)]
+                tightest = int(np.argmax(ratios))  # the limit this shape misses by most (or meets most narrowly)
+                if ratios[tightest] < closest[0]:
+                    closest = (ratios[tightest], each[tightest], limits[tightest][1])
+                ms = each[0]
+                if ratios[tightest] <= 1:
                     importance = head_weight * head_kept + (1 - head_weight) * neuron_kept
                     # More units kept break ties: a unit the latency model calls free still helps accuracy.
                     rank = (-importance, ms, -int(head_counts.sum()), -int(neuron_counts.sum()))
-                    fitting[(depth, head_extra, neuron_extra)] = (rank, layers, head_keep, head_extra, neuron_counts, ms, importance)
+                    fitting[(depth, head_extra, neuron_extra)] = (rank, layers, head_keep, head_extra, neuron_counts, each, importance)
+                    if edge_only:  # the neuron options run from the most neurons down
+                        break
     if not fitting:
         raise DistillError(
-            f"no allowed shape can meet the target: the smallest (depth {1 if allow_depth else n_layers}, "
+            f"no allowed shape can meet the target: the smallest (depth {min_depth if allow_depth else n_layers}, "
             f"{min_heads_per_layer} head(s) and {min_neurons_per_layer} neuron(s) per layer) is predicted at "
-            f"{smallest_ms:.2f} ms, above the budget of {budget_ms:.2f} ms"
+            f"{closest[1]:.2f} ms, above the budget of {closest[2]:.2f} ms"
         )
-    best = sorted(fitting.values(), key=lambda item: item[0])[:max_candidates]
+    ranked = sorted(fitting.items(), key=lambda item: item[1][0])
+    if one_per_depth:
+        ranked = [item for i, item in enumerate(ranked) if item[0][0] not in {other[0][0] for other in ranked[:i]}]
     return [
-        Candidate(Shape(tuple(layers), keep.positions(extra), tuple(int(c) for c in counts)), ms, importance)
-        for _, layers, keep, extra, counts, ms, importance in best
+        Candidate(Shape(tuple(layers), keep.positions(extra), tuple(int(c) for c in counts)), each[0], importance, each)
+        for _, (_, layers, keep, extra, counts, each, importance) in ranked[:max_candidates]
     ]
 
 

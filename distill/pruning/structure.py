@@ -5,7 +5,8 @@ hold an FFN neuron (a row of ffn_in, both the up and the gate row when gated; a 
 
 Heads are named by their ORIGINAL index (0..num_attention_heads-1 of the unpruned model), as in
 transformers' `config.pruned_heads`, so pruning twice composes. FFN neurons are named by their
-CURRENT position in the layer (what `ffn_importance` scores).
+CURRENT position in the layer (what `ffn_importance` scores), and so are layers, here and in
+`distill.pruning.layers.remove_layers` (which records the original indices of the layers it keeps).
 
 After every change the pruning map is written to the model's config (see `sync_pruning_config`):
 the native `pruned_heads` (transformers 4.x rebuilds BERT head shapes from it in `from_pretrained`)
@@ -23,7 +24,7 @@ from transformers.pytorch_utils import prune_linear_layer
 
 from distill import DistillError
 from distill.models.compat import TRANSFORMERS_5
-from distill.models.families import Family, family_of, set_submodule, submodule
+from distill.models.families import Family, config_value, family_of, layer_kinds, periodic_layer_kinds, set_submodule, submodule
 from distill.models.families import transformer_blocks as family_blocks
 
 PRUNING_KEY = "distill_pruning"
@@ -82,6 +83,17 @@ def kept_heads(model: nn.Module) -> list[list[int]]:
     """Per layer, the original indices of the heads still present."""
     total = model.config.num_attention_heads
     return [[h for h in range(total) if h not in getattr(layer, "pruned_heads", set())] for layer in transformer_blocks(model)]
+
+
+def kept_layers(model: nn.Module) -> list[int]:
+    """The original indices of the model's layers (recorded when layers were removed, else 0..n-1)."""
+    layers = (config_value(model, PRUNING_KEY) or {}).get("layers_kept")
+    count = len(transformer_blocks(model))
+    if layers is None:
+        return list(range(count))
+    if len(layers) != count:
+        raise DistillError(f"config.{PRUNING_KEY}.layers_kept: records {len(layers)} layers, the model has {count}")
+    return list(layers)
 
 
 def intermediate_sizes(model: nn.Module) -> list[int]:
@@ -185,10 +197,8 @@ def prune_ffn(model: nn.Module, neurons_to_keep: Mapping[int, Sequence[int]] | S
 
 def original_intermediate_size(model_or_config) -> int:
     """The FFN size of every layer before any pruning (the config's, or the one recorded at the first pruning)."""
-    config = getattr(model_or_config, "config", model_or_config)
-    get = config.get if isinstance(config, Mapping) else lambda key: getattr(config, key, None)
-    recorded = (get(PRUNING_KEY) or {}).get("original_intermediate_size")
-    return recorded or get(family_of(config, "pruning").intermediate_size_key)
+    recorded = (config_value(model_or_config, PRUNING_KEY) or {}).get("original_intermediate_size")
+    return recorded or config_value(model_or_config, family_of(model_or_config, "pruning").intermediate_size_key)
 
 
 def sync_pruning_config(model: nn.Module) -> None:
@@ -197,16 +207,26 @@ def sync_pruning_config(model: nn.Module) -> None:
     - `pruned_heads` {layer: [original heads]}: transformers 4.x's own field (gone in 5.x), only for
       the families whose 4.x classes rebuild from it (others raise on a non-empty one).
     - the intermediate size: the per-layer size when uniform (a standard config), else the largest.
-    - `distill_pruning`: per-layer kept heads and intermediate sizes, read by `load_pruned`.
+    - `distill_pruning`: the original indices of the layers kept, per layer the kept heads and the
+      intermediate size; `load_pruned` reads it.
     """
     config, family = model.config, family_of(model, "pruning")
-    heads, sizes = kept_heads(model), intermediate_sizes(model)
+    layers, heads, sizes = kept_layers(model), kept_heads(model), intermediate_sizes(model)
     original_size = original_intermediate_size(model)
     total = config.num_attention_heads
     removed = {i: [h for h in range(total) if h not in kept] for i, kept in enumerate(heads) if len(kept) < total}
     config.pruned_heads = removed if family.legacy_pruned_heads else {}
     setattr(config, family.intermediate_size_key, max(sizes))
-    setattr(config, PRUNING_KEY, {"heads_kept": heads, "intermediate_sizes": sizes, "original_intermediate_size": original_size})
+    setattr(
+        config,
+        PRUNING_KEY,
+        {
+            "layers_kept": [int(i) for i in layers],
+            "heads_kept": heads,
+            "intermediate_sizes": sizes,
+            "original_intermediate_size": original_size,
+        },
+    )
 
 
 def pruning_counts(model: nn.Module) -> dict[str, int]:
@@ -229,17 +249,30 @@ def loads_natively(model_or_config, *, transformers_5: bool = TRANSFORMERS_5) ->
     `intermediate_size`). Heads: transformers 4.x re-applies `config.pruned_heads` (BERT-like and
     DistilBERT classes only), as long as every layer keeps a head (a 0-head layer loads but its forward fails); 5.x has no
     `pruned_heads` and takes the head size from hidden_size / num_attention_heads, so no head
-    pruning, not even uniform, can be expressed: its `from_pretrained` fails on the sizes.
+    pruning, not even uniform, can be expressed: its `from_pretrained` fails on the sizes. Removed
+    layers are a smaller layer count, native but for position-dependent block parts (`_kept_blocks_native`).
     `transformers_5` picks the rule (default: the installed stack's)."""
-    config = getattr(model_or_config, "config", model_or_config)
-    get = config.get if isinstance(config, Mapping) else lambda key: getattr(config, key, None)
-    spec = get(PRUNING_KEY)
+    spec = config_value(model_or_config, PRUNING_KEY)
     if not spec:
         return True
-    if len(set(spec["intermediate_sizes"])) != 1:
+    if len(set(spec["intermediate_sizes"])) != 1 or not _kept_blocks_native(model_or_config, spec, transformers_5):
         return False
-    total = get("num_attention_heads")  # unknown: cannot tell whether heads were removed
+    family = family_of(model_or_config, "pruning")
+    total = config_value(model_or_config, family.head_count_key)  # unknown: cannot tell whether heads were removed
     no_heads_removed = total is not None and all(len(kept) == total for kept in spec["heads_kept"])
-    if not transformers_5 and family_of(config, "pruning").legacy_pruned_heads:
+    if not transformers_5 and family.legacy_pruned_heads:
         return all(spec["heads_kept"])
     return no_heads_removed
+
+
+def _kept_blocks_native(model_or_config, spec: Mapping, transformers_5: bool) -> bool:
+    """Whether `from_pretrained` builds the kept blocks as they are. Removing layers keeps each block
+    whole, but a native model builds its first block without `absent_in_first_block` (ModernBERT's
+    attn_norm) and drops that saved norm: so the first kept layer must be the original first.
+    transformers 4.x also sets the attention kinds by the new index: they must be the kept ones."""
+    layers = spec.get("layers_kept")  # absent: saved before layers could be removed, so none were
+    if not layers:
+        return True
+    if family_of(model_or_config, "pruning").absent_in_first_block and layers[0] != 0:
+        return False
+    return transformers_5 or layer_kinds(model_or_config) == periodic_layer_kinds(model_or_config)

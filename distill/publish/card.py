@@ -131,6 +131,16 @@ def entity_table(run: RunInfo, stage: str) -> tuple[list[str], list[list[str]]]:
     return headers, rows
 
 
+def speed_target_text(entry: dict[str, Any]) -> str:
+    """What a prune stage was asked and what it reached, and where it was measured."""
+    goal = entry["target"].get("speedup") or entry["target"].get("latency_ms")
+    unit = "×" if "speedup" in entry["target"] else " ms"
+    asked = ", ".join(f"{goal[b]:g}{unit} at batch {b}" for b in goal)
+    reached = ", ".join(f"{entry['speedup'][b]:.2f}× at batch {b}" for b in entry["speedup"])
+    return (f"asked {asked} against `{entry['against']}`, measured as {entry['measured_as']}; "
+            f"{'met' if entry['met'] else 'not met'}: {reached}, on {entry['machine']}")
+
+
 def describe_stage(run: RunInfo, name: str, task_name: str) -> str:
     cfg, r = run.stage_config(name), run.records.get(name, {})
     kind = cfg.get("kind") or r.get("kind")
@@ -176,9 +186,13 @@ def describe_stage(run: RunInfo, name: str, task_name: str) -> str:
         if r.get("teacher_perplexity") is not None:
             what += f"; its teacher's held-out perplexity: {r['teacher_perplexity']:.1f}"
     elif kind == "prune":
-        removed = [f"{r.get(done, 0)} of {r[total]} {unit}" for done, total, unit in
-                   (("heads_pruned", "heads_total", "attention heads"), ("ffn_pruned", "ffn_total", "FFN neurons")) if r.get(total)]
+        removed = [f"{r['layers_pruned']} of {r['layers_total']} layers"] if r.get("layers_pruned") else []
+        removed += [f"{r.get(done, 0)} of {r[total]} {unit}" for done, total, unit in
+                    (("heads_pruned", "heads_total", "attention heads"), ("ffn_pruned", "ffn_total", "FFN neurons"))
+                    if r.get(total)]
         what = "structured pruning: " + (" and ".join(removed) if removed else "nothing") + " removed"
+        if target := r.get("speed_target"):
+            what += f" to meet a speed target ({speed_target_text(target)})"
     else:
         what = f"{kind}"
     if kind not in CONVERSION_KINDS | STUDENT_KINDS | {"teacher", "mlm_head", "general_distill"} and steps:

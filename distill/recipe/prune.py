@@ -1,5 +1,5 @@
-"""Recipe schema of the `prune` stage: which heads and FFN neurons go, how importance is scored,
-and the optional recovery training.
+"""Recipe schema of the `prune` stage: which heads, FFN neurons and layers go, how importance is
+scored, and the optional recovery training.
 """
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from distill import DistillError
 from distill.recipe.base import Strict
 from distill.recipe.training import LossConfig, TrainConfig
 
@@ -44,7 +45,7 @@ class HeadPruningConfig(Strict):
         return per_layer
 
     @model_validator(mode="after")
-    def _one_rule(self) -> "HeadPruningConfig":
+    def _one_rule(self) -> HeadPruningConfig:
         if (self.share is None) == (self.per_layer is None):
             raise ValueError("give either share or per_layer")
         return self
@@ -65,6 +66,45 @@ class FfnPruningConfig(Strict):
         if not 0 <= share < 1:
             raise ValueError("must be in [0, 1)")
         return share
+
+
+class LayerPruningConfig(Strict):
+    """Which whole transformer layers a prune stage removes, after its heads and FFN neurons: listed,
+    or the least important ones."""
+
+    drop: list[int] | None = None  # indices of the stage's input model's layers to remove
+    # Remove this many, those whose heads and FFN neurons keep the least importance (as the speed
+    # search values layers: unnormalized head scores and FFN scores, half each).
+    count: int | None = Field(None, ge=1)
+
+    @field_validator("drop")
+    @classmethod
+    def _drop_valid(cls, drop: list[int] | None) -> list[int] | None:
+        if drop is not None and (not drop or any(i < 0 for i in drop) or len(set(drop)) != len(drop)):
+            raise ValueError("give a non-empty list of distinct layer indices >= 0")
+        return drop
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> LayerPruningConfig:
+        if (self.drop is None) == (self.count is None):
+            raise ValueError("give either drop or count")
+        return self
+
+    @property
+    def removed(self) -> int:
+        return len(self.drop) if self.drop is not None else self.count
+
+    def check_against(self, layers: int, field: str, source: str) -> None:
+        """Refuse, naming `field` (this block) and the input model `source`, what its `layers` cannot take."""
+        if bad := [i for i in self.drop or () if i >= layers]:
+            raise DistillError(
+                f"{field}.drop: layer {bad[0]} is beyond the input's {layers} layers (0..{layers - 1}) in {source}"
+            )
+        if self.removed >= layers:
+            which = "drop" if self.drop is not None else "count"
+            raise DistillError(
+                f"{field}.{which}: would remove {self.removed} of the input's {layers} layers in {source}; keep at least one"
+            )
 
 
 class ImportanceConfig(Strict):
@@ -90,9 +130,48 @@ class RecoveryConfig(Strict):
         return train
 
 
+class SpeedTargetConfig(Strict):
+    """Prune to a speed instead of to shares: the stage measures what the shipped artifact costs on
+    this machine (the recipe's `benchmark:` sequence length, warm-up, repeats and threads), fits a
+    latency model, and keeps the most accurate pruned shape (heads, FFN neurons, whole layers) whose
+    measured latency meets every budget."""
+
+    speedup: dict[int, float] | None = None  # {batch size: times faster than `against`}, e.g. {1: 15, 32: 16}
+    latency_ms: dict[int, float] | None = None  # {batch size: milliseconds}: absolute budgets instead of speed-ups
+    against: str | None = None  # the stage whose artifact is the reference (as it is saved); default: the first teacher stage
+    # A later onnx stage: shapes are timed exported and quantized with its settings, the form that
+    # ships. None: timed as the pruned torch model (fp32).
+    measure_as: str | None = None
+    # Shapes at the edge of the budgets (per depth and head count, the most FFN neurons that fit),
+    # scored on the selection split as pruned, without training: a cheap, measured ranking.
+    screened: int = Field(24, ge=1, le=200)
+    candidates: int = Field(3, ge=1, le=10)  # the best screened shapes, then recovered, scored again and re-timed
+    min_layers: int = Field(1, ge=1)  # whole layers may go, down to this many
+    min_heads_per_layer: int = Field(1, ge=0)  # heads each kept layer keeps
+
+    @field_validator("speedup", "latency_ms")
+    @classmethod
+    def _positive_budgets(cls, budgets: dict[int, float] | None) -> dict[int, float] | None:
+        if budgets is not None and (not budgets or any(b < 1 or not v > 0 for b, v in budgets.items())):
+            raise ValueError("give {batch size >= 1: value > 0}, at least one")
+        return budgets
+
+    @model_validator(mode="after")
+    def _one_kind_of_budget(self) -> "SpeedTargetConfig":
+        if (self.speedup is None) == (self.latency_ms is None):
+            raise ValueError("give either speedup or latency_ms")
+        if self.candidates > self.screened:
+            raise ValueError(f"candidates ({self.candidates}) come from the screened shapes ({self.screened}): give candidates <= screened")
+        return self
+
+    @property
+    def budgets(self) -> dict[int, float]:
+        return self.speedup if self.speedup is not None else self.latency_ms
+
+
 class PruneStage(Strict):
-    """Structured pruning: physically remove attention heads and/or FFN neurons, optionally in
-    several steps with recovery training after each."""
+    """Structured pruning: physically remove attention heads, FFN neurons and/or whole layers,
+    optionally in several steps with recovery training after each."""
 
     kind: Literal["prune"]  # picks this stage type
     name: str = "pruned"  # its folder <output_dir>/<recipe name>/<name>/ and what later stages call it; unique
@@ -101,16 +180,25 @@ class PruneStage(Strict):
     teacher: str | None = None
     heads: HeadPruningConfig | None = None  # which attention heads go; None: heads kept
     ffn: FfnPruningConfig | None = None  # which FFN neurons go; None: FFN kept
+    layers: LayerPruningConfig | None = None  # which whole layers go; None: every layer kept
     importance: ImportanceConfig = ImportanceConfig()  # the training batches heads and neurons are scored on
     iterations: int = Field(1, ge=1)  # steps to reach the shares (e.g. 2: half the way, then all)
     # Training after each step; with train.keep_best (the default) kept only when it beats the pruned weights
     # on the checkpoint-selection examples (data.holdout_size, else validation). None: no training.
     recovery: RecoveryConfig | None = None
+    # Prune to a speed: the stage picks heads, neurons and layers itself (instead of heads / ffn).
+    target: SpeedTargetConfig | None = None
 
     @model_validator(mode="after")
-    def _something_to_prune(self) -> "PruneStage":
-        if self.heads is None and self.ffn is None:
-            raise ValueError("give heads and/or ffn (what to prune)")
+    def _something_to_prune(self) -> PruneStage:
+        if self.target is not None:
+            if self.heads is not None or self.ffn is not None or self.layers is not None or self.iterations != 1:
+                raise ValueError("target: the stage chooses what to prune; leave out heads, ffn, layers and iterations")
+            return self
+        if self.heads is None and self.ffn is None and self.layers is None:
+            raise ValueError("give heads, ffn and/or layers (what to prune), or a speed target")
         if self.iterations > 1 and self.heads is not None and self.heads.per_layer is not None:
             raise ValueError("explicit heads.per_layer lists are removed in one step: set iterations to 1")
+        if self.iterations > 1 and self.layers is not None and self.layers.drop is not None:
+            raise ValueError("explicit layers.drop lists are removed in one step: set iterations to 1")
         return self

@@ -73,12 +73,18 @@ class Recipe(Strict):
                 raise ValueError(f"stages[{i}].name: duplicate stage name '{stage.name}'")
             transfer = getattr(stage, "transfer", None)
             augment = transfer.augment if transfer is not None else None
+            target = getattr(stage, "target", None)
             refs = {"teacher": getattr(stage, "teacher", None), "input": getattr(stage, "input", None),
-                    "stage": getattr(stage, "stage", None), "transfer.augment.mlm_stage": augment and augment.mlm_stage}
+                    "stage": getattr(stage, "stage", None), "transfer.augment.mlm_stage": augment and augment.mlm_stage,
+                    "target.against": target and target.against}
             for field_name, ref in refs.items():
                 if ref is not None and ref not in seen:
                     raise ValueError(f"stages[{i}].{field_name}: no earlier stage named '{ref}'")
             seen.add(stage.name)
+            if target is not None and target.measure_as is not None:
+                later = [s for s in self.stages[i + 1:] if s.name == target.measure_as]
+                if not later or later[0].kind != "onnx":
+                    raise ValueError(f"stages[{i}].target.measure_as: no later onnx stage named '{target.measure_as}'")
         return self
 
     def stage(self, name: str) -> Stage:

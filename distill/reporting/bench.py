@@ -34,6 +34,11 @@ def dev_texts(task, data_dir: str | Path | None, count: int, validation_file: st
     from distill.data.splits import load_task_splits, resolve_data_dir
 
     split = load_task_splits(task, resolve_data_dir(data_dir), validation_file=validation_file, splits=("validation",))["validation"]
+    return split_texts(task, split, count)
+
+
+def split_texts(task, split, count: int) -> list[tuple[str, ...]]:
+    """`dev_texts` of a split already loaded (raw rows)."""
     if len(split) == 0:
         raise DistillError(f"task {task.name}: the validation split is empty")
     rows = split.select(range(min(count, len(split))))

@@ -16,6 +16,7 @@ from typing import Any
 
 from distill.machine import code_commit, cpu_info, package_versions
 from distill.recipe import Recipe
+from distill.reporting.speed_front import markdown_section, plot_front, target_records
 
 PLOT_FILE = "report.png"
 LABEL_CORNERS = ((6, 6, "left"), (6, -13, "left"), (-6, 6, "right"), (-6, -13, "right"))
@@ -101,7 +102,7 @@ def write_report(run_dir: Path, recipe: Recipe | None, task, records: list[dict[
     run_dir = Path(run_dir)
     (run_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     (run_dir / "report.md").write_text(markdown_table(report) + "\n")
-    if batch_sizes(report["stages"]):
+    if batch_sizes(report["stages"]) or target_records(report):
         plot_report(report, run_dir / PLOT_FILE)
     print_table(report)
     return report
@@ -182,7 +183,8 @@ def markdown_table(report: dict[str, Any]) -> str:
         "|" + "---|" * len(columns),
     ]
     lines += ["| " + " | ".join(cell(r) for _, cell in columns) + " |" for r in report["stages"]]
-    if bench:
+    lines += markdown_section(report)
+    if bench or target_records(report):
         lines += ["", f"![{report['metric']} against latency and size]({PLOT_FILE})"]
     return "\n".join(lines)
 
@@ -207,7 +209,8 @@ def print_table(report: dict[str, Any]) -> None:
 
 
 def plot_report(report: dict[str, Any], path: Path) -> Path | None:
-    """Metric against batch-1 latency and against file size, one labelled point per stage."""
+    """Metric against batch-1 latency and against file size, one labelled point per stage; beside
+    them, the candidates of any speed target (`plot_front`)."""
     try:
         import matplotlib
     except ImportError:
@@ -220,12 +223,19 @@ def plot_report(report: dict[str, Any], path: Path) -> Path | None:
 
     records = [r for r in report["stages"] if r.get("metric_value") is not None
                and r.get("metric", report["metric"]) == report["metric"]]  # one metric per y axis
-    b = batch_sizes(records)[0]
+    timed, front = bool(batch_sizes(records)), bool(target_records(report))
     scale = 100 if all(abs(r["metric_value"]) <= 1 for r in records) else 1
     backends = sorted({f"{r.get('backend', '?')} {r.get('precision', '')}".strip() for r in records})
     markers = dict(zip(backends, "osD^vP*Xh<>"))
-    fig, axes = plt.subplots(1, 2, figsize=(12, 5.2), sharey=True)
-    panels = [(f"latency_ms_bs{b}", f"latency at batch {b} (ms, log scale)"), ("size_bytes", "weights on disk (MiB, log scale)")]
+    fig, axes = plt.subplots(1, 2 * timed + front, figsize=(6 * (2 * timed + front), 5.2), squeeze=False)
+    axes = list(axes[0])
+    if front:
+        plot_front(axes.pop(), report)
+    if timed:
+        axes[1].sharey(axes[0])
+        axes[1].tick_params(labelleft=False)
+    b = batch_sizes(records)[0] if timed else None
+    panels = [(f"latency_ms_bs{b}", f"latency at batch {b} (ms, log scale)"), ("size_bytes", "weights on disk (MiB, log scale)")] if timed else []
     teacher = reference_record(records, report.get("reference"))
     for ax, (key, label) in zip(axes, panels):
         points = [((r[key] / 2**20 if key == "size_bytes" else r[key]), scale * r["metric_value"], r)
@@ -250,6 +260,11 @@ def plot_report(report: dict[str, Any], path: Path) -> Path | None:
         ax.set_xlabel(label)
         ax.grid(True, which="major", alpha=0.3)
         ax.margins(x=0.2, y=0.15)
+    if not timed:
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        return path
     axes[0].set_ylabel(f"dev {report['metric']}" + (" (×100)" if scale == 100 else ""))
     handles, labels = axes[0].get_legend_handles_labels()
     unique = dict(zip(labels, handles))

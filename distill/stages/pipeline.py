@@ -101,6 +101,7 @@ class Pipeline:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             dump_recipe(recipe, self.run_dir / "recipe.yaml")
         code_commit()  # read (and cached) now: reports name the code this run started with
+        self._check_speed_targets(ctx)
         records: list[dict[str, Any]] = []
         for index, stage in enumerate(recipe.stages):
             stage_hash = stage_fingerprint(recipe, index, dict(ctx.stage_hashes))
@@ -126,6 +127,22 @@ class Pipeline:
             write_report(self.run_dir, recipe, task, records, self.command, benchmark=settings)
         accelerator.wait_for_everyone()
         return records
+
+
+    def _check_speed_targets(self, ctx: RunContext) -> None:
+        """The speed targets of the prune stages this run will carry out, before any stage trains."""
+        hashes: dict[str, str] = {}
+        finished: dict[str, Path] = {}
+        for index, stage in enumerate(self.recipe.stages):
+            hashes[stage.name] = stage_fingerprint(self.recipe, index, dict(hashes))
+            if finished_record(self.run_dir / stage.name, hashes[stage.name]) is not None:
+                finished[stage.name] = self.run_dir / stage.name
+        pending = [s for s in self.recipe.stages if getattr(s, "target", None) is not None and s.name not in finished
+                   and (self.only_stages is None or s.name in self.only_stages)]
+        if pending:
+            from distill.stages.speed_target import check_speed_targets
+
+            check_speed_targets(ctx, pending, finished)
 
 
 # Optional packages a stage needs, and the extra that installs them.

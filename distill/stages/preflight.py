@@ -51,9 +51,12 @@ def check_output_dir(run_dir: Path) -> None:
 def check_recipe_against_models(recipe: Recipe) -> None:
     """Every stage against the architecture and tokenizer it will meet (check_architecture); distill
     and baseline stages: `student.layers` within the model the layers are copied from;
-    `loss.layer_map` within the teacher's layers and one entry per student layer."""
+    `loss.layer_map` within the teacher's layers and one entry per student layer; prune stages:
+    `layers` within their input's layers, one kept at least."""
     check_architecture(recipe)
     for index, stage in enumerate(recipe.stages):
+        if isinstance(stage, PruneStage) and stage.layers is not None and (source := _prune_input(recipe, stage)) is not None:
+            stage.layers.check_against(source.layers, f"stages[{index}].layers", source.name)
         if not isinstance(stage, (DistillStage, BaselineStage)):
             continue
         source, whose = _layer_source(recipe, stage)
@@ -96,16 +99,30 @@ def _teacher(recipe: Recipe, stage: DistillStage | BaselineStage) -> Model | Non
     if name is None:
         earlier = recipe.stages[: recipe.stages.index(stage)]
         name = next((s.name for s in reversed(earlier) if isinstance(s, TeacherStage)), None)
-    if name is None:
-        return _recipe_model(recipe)
-    produced = recipe.stage(name)
-    if isinstance(produced, TeacherStage):
+    return _recipe_model(recipe) if name is None else _output(recipe, recipe.stage(name))
+
+
+def _output(recipe: Recipe, stage) -> Model | None:
+    """The model a stage saves, as far as it is followed here."""
+    if isinstance(stage, TeacherStage):
         # A teacher tuned from another stage's model (`input`, e.g. a general_distill student) has
         # that model's depth: not followed here, the distill stage checks it when it runs.
-        return _recipe_model(recipe) if produced.input is None else None
-    if isinstance(produced, (DistillStage, BaselineStage)):
-        return _student(recipe, produced)
-    return None  # prune, factorize, ...: not followed
+        return _recipe_model(recipe) if stage.input is None else None
+    if isinstance(stage, (DistillStage, BaselineStage)):
+        return _student(recipe, stage)
+    if isinstance(stage, PruneStage) and (source := _prune_input(recipe, stage)) is not None:
+        removed = stage.layers.removed if stage.layers is not None else 0
+        return Model({LAYER_COUNT_KEYS[0]: source.layers - removed}, f"stage '{stage.name}'")
+    return None  # factorize, ...: not followed
+
+
+def _prune_input(recipe: Recipe, stage: PruneStage) -> Model | None:
+    """The model a prune stage starts from: its `input`, else the stage before it (as
+    distill.stages.context.input_name picks it)."""
+    index = recipe.stages.index(stage)
+    if stage.input is None and index == 0:
+        return None  # refused when the stage runs
+    return _output(recipe, recipe.stage(stage.input) if stage.input else recipe.stages[index - 1])
 
 
 def _layer_source(recipe: Recipe, stage: DistillStage | BaselineStage) -> tuple[Model | None, str]:

@@ -1,10 +1,12 @@
-"""Stage `prune`: physically remove attention heads and FFN neurons from the input stage's model.
+"""Stage `prune`: physically remove attention heads, FFN neurons and whole layers from the input
+stage's model.
 
 Each of `iterations` steps scores what is left on training data (Michel et al. head gates,
 Taylor or magnitude scores for neurons), removes the lowest-scoring heads/neurons up to the
-step's cumulative share (step k of n reaches k/n of the target), then optionally trains to
-recover (distilling from the stage's teacher, or on hard labels). The artifact carries its
-pruning map in config.json; see distill.pruning for what reloads natively.
+step's cumulative share (step k of n reaches k/n of the target), then the listed or least
+valuable layers (k/n of `layers.count`), then optionally trains to recover (distilling from the
+stage's teacher, or on hard labels). The artifact carries its pruning map in config.json; see
+distill.pruning for what reloads natively.
 """
 
 from __future__ import annotations
@@ -27,14 +29,17 @@ from distill.pruning import (
     prune_ffn,
     prune_heads,
     pruning_counts,
+    remove_layers,
     select_heads,
     select_neurons,
 )
+from distill.pruning.speed_search import layer_values, most_valuable_layers
 from distill.pruning.structure import PRUNING_KEY, original_intermediate_size, sync_pruning_config, transformer_blocks
 from distill.recipe import PruneStage
 from distill.stages.common import finish_stage, require_run_vocabulary, save_artifact, stage_record
 from distill.stages.context import RunContext, fresh_partial_dir
 from distill.stages.recovery import recovery_teacher_name, train_recovery
+from distill.stages.speed_target import prune_to_target
 from distill.training.loop import TrainOutcome
 from distill.training.steps import distillation_loss, distillation_step, hard_label_step
 
@@ -47,13 +52,16 @@ def importance_loader(ctx: RunContext, stage: PruneStage) -> DataLoader:
     return DataLoader(data, batch_size=cfg.batch_size, collate_fn=ctx.data.collator)
 
 
-def _prune_step(ctx: RunContext, stage: PruneStage, field: str, model, loader, fraction: float) -> None:
-    """One step: score what is left, then remove up to `fraction` of the stage's target shares."""
+def _scoring_loss(ctx: RunContext):
+    """What importance is the gradient of: the task's hard-label loss."""
     step = hard_label_step(ctx.task.is_regression)
+    return lambda model, batch: step(model, batch)[0]
 
-    def loss_fn(m, batch):
-        return step(m, batch)[0]
 
+def _prune_step(ctx: RunContext, stage: PruneStage, field: str, model, loader, fraction: float, input_layers: int) -> None:
+    """One step: score what is left, then remove up to `fraction` of the stage's targets (heads and
+    neurons first: their plans name the layers as they are before any goes)."""
+    loss_fn = _scoring_loss(ctx)
     if stage.heads is not None:
         heads = stage.heads
         if heads.per_layer is not None:
@@ -69,6 +77,23 @@ def _prune_step(ctx: RunContext, stage: PruneStage, field: str, model, loader, f
         scores = ffn_importance(model, loader, method=ffn.method, loss_fn=loss_fn)
         original = original_intermediate_size(model)
         prune_ffn(model, select_neurons(scores, ffn.share * fraction, original_size=original, scope=ffn.scope))
+    if stage.layers is not None:
+        remove_layers(model, _layers_to_keep(stage, model, loader, loss_fn, fraction, input_layers))
+
+
+def _layers_to_keep(stage: PruneStage, model, loader, loss_fn, fraction: float, input_layers: int) -> list[int]:
+    """The current layers a step keeps: all but `layers.drop`, or all but the least valuable ones,
+    so that `fraction` of `layers.count` are gone since the stage's input."""
+    current = len(transformer_blocks(model))
+    if stage.layers.drop is not None:
+        return [i for i in range(current) if i not in stage.layers.drop]
+    keep = input_layers - round(stage.layers.count * fraction)
+    if keep >= current:
+        return list(range(current))
+    # Unnormalized head scores: per-layer normalization would give every layer's heads the same weight.
+    heads = head_importance(model, loader, loss_fn=loss_fn, normalize=False)
+    neurons = ffn_importance(model, loader, method=stage.ffn.method if stage.ffn else "taylor", loss_fn=loss_fn)
+    return most_valuable_layers(layer_values(heads, neurons), keep)
 
 
 def _explicit_heads(stage: PruneStage, field: str, model) -> dict[int, list[int]]:
@@ -111,6 +136,9 @@ def run_prune_stage(ctx: RunContext, stage: PruneStage, out_dir: Path, stage_has
         raise DistillError(f"{field} ({stage.name}): {err}") from None
     if stage.heads is not None and stage.heads.per_layer is not None:
         _explicit_heads(stage, field, model)  # bad indices fail before any work
+    input_layers = len(transformer_blocks(model))
+    if stage.layers is not None:
+        stage.layers.check_against(input_layers, f"{field}.layers", f"stage '{source_name}'")
     sync_pruning_config(model)  # the map is in the config even when nothing gets removed
     teacher_name = None
     teacher = None
@@ -122,15 +150,23 @@ def run_prune_stage(ctx: RunContext, stage: PruneStage, out_dir: Path, stage_has
 
     outcomes: list[TrainOutcome] = []
     recovery_checks: list[dict] = []
-    scoring_seconds = 0.0
-    for k in range(1, stage.iterations + 1):
+    scoring_seconds, speed_target = 0.0, None
+    if stage.target is not None:
+        def recover(candidate, description):
+            return _recover(ctx, stage, field, candidate, teacher, partial / "train_log.jsonl", description)
+
+        model, speed_target, outcomes = prune_to_target(ctx, stage, field, model, loader, _scoring_loss(ctx),
+                                                        recover if stage.recovery is not None else None)
+        recovery_checks = [c["recovery"] for c in speed_target["candidates"] if c["chosen"] and c["recovery"]]
+    for k in range(1, stage.iterations + 1 if stage.target is None else 1):
         scoring_started = time.perf_counter()
-        _prune_step(ctx, stage, field, model, loader, k / stage.iterations)
+        _prune_step(ctx, stage, field, model, loader, k / stage.iterations, input_layers)
         scoring_seconds += time.perf_counter() - scoring_started
         counts = pruning_counts(model)
         ctx.accelerator.print(
             f"[{stage.name}] step {k}/{stage.iterations}: {counts['heads_pruned']}/{counts['heads_total']} heads, "
-            f"{counts['ffn_pruned']}/{counts['ffn_total']} FFN neurons removed"
+            f"{counts['ffn_pruned']}/{counts['ffn_total']} FFN neurons, {input_layers - len(transformer_blocks(model))}/"
+            f"{input_layers} layers removed"
         )
         if stage.recovery is not None:
             model, outcome, check = _recover(ctx, stage, field, model, teacher, partial / "train_log.jsonl",
@@ -148,6 +184,9 @@ def run_prune_stage(ctx: RunContext, stage: PruneStage, out_dir: Path, stage_has
     record.update(pruning_counts(model))
     spec = getattr(model.config, PRUNING_KEY)
     record.update(
+        layers_total=input_layers,  # the input's: heads and neurons are counted in the kept layers
+        layers_pruned=input_layers - len(spec["layers_kept"]),
+        layers_kept=spec["layers_kept"],  # indices in the original model
         pruned_heads={str(layer): heads for layer, heads in sorted(model.config.pruned_heads.items())},
         intermediate_sizes=spec["intermediate_sizes"],
         loads_natively=loads_natively(model),
@@ -156,7 +195,9 @@ def run_prune_stage(ctx: RunContext, stage: PruneStage, out_dir: Path, stage_has
         iterations=stage.iterations,
         scoring_seconds=scoring_seconds,
         recovery=recovery_checks or None,
+        speed_target=speed_target,
     )
     return finish_stage(ctx, partial, out_dir, record, stage_hash=stage_hash, started=started,
                         note=f"{record['heads_pruned']}/{record['heads_total']} heads, "
-                             f"{record['ffn_pruned']}/{record['ffn_total']} FFN neurons removed")
+                             f"{record['ffn_pruned']}/{record['ffn_total']} FFN neurons, "
+                             f"{record['layers_pruned']}/{record['layers_total']} layers removed")

@@ -3,9 +3,9 @@ and the pruned model reloads exactly."""
 
 import pytest
 import torch
-from families import TOKENIZER_KINDS, sample_batch, tiny_classifier
+from families import TOKENIZER_KINDS, masking, sample_batch, tiny_classifier
 
-from distill.models.families import family_of, submodule, transformer_blocks
+from distill.models.families import transformer_blocks
 from distill.pruning import head_importance, kept_heads, load_pruned, prune_ffn, prune_heads, pruning_counts
 
 FAMILIES = list(TOKENIZER_KINDS)
@@ -20,25 +20,8 @@ def _logits(model, batch):
 
 def _masked_logits(model, batch, heads, neurons):
     """The unpruned model's logits with the removed heads' and neurons' contributions zeroed."""
-    family, (_, blocks) = family_of(model), transformer_blocks(model)
-    size = model.config.hidden_size // model.config.num_attention_heads
-    handles = []
-    for layer, removed in heads.items():
-        mask = torch.ones(model.config.num_attention_heads * size)
-        for head in removed:
-            mask[head * size:(head + 1) * size] = 0
-        handles.append(submodule(blocks[layer], family.attention_output).register_forward_pre_hook(
-            lambda module, args, mask=mask: (args[0] * mask, *args[1:])))
-    for layer, keep in neurons.items():
-        mask = torch.zeros(submodule(blocks[layer], family.ffn_out).in_features)
-        mask[keep] = 1
-        handles.append(submodule(blocks[layer], family.ffn_out).register_forward_pre_hook(
-            lambda module, args, mask=mask: (args[0] * mask, *args[1:])))
-    try:
+    with masking(model, heads, neurons):
         return _logits(model, batch)
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 @pytest.mark.parametrize("model_type", FAMILIES)

@@ -165,7 +165,8 @@ def test_pruned_ffn_gives_the_outputs_of_zeroed_neurons():
 def test_pruning_counts_and_config_map_follow_the_model():
     model = prune_ffn(prune_heads(tiny_bert(), {0: [0, 1], 1: [2]}), [list(range(30)), list(range(20))])
     assert pruning_counts(model) == {"heads_total": 8, "heads_pruned": 3, "ffn_total": 2 * FFN, "ffn_pruned": 7 + 17}
-    assert model.config.distill_pruning == {"heads_kept": [[2, 3], [0, 1, 3]], "intermediate_sizes": [30, 20], "original_intermediate_size": FFN}
+    assert model.config.distill_pruning == {"layers_kept": [0, 1], "heads_kept": [[2, 3], [0, 1, 3]], "intermediate_sizes": [30, 20],
+                                            "original_intermediate_size": FFN}
     assert model.config.pruned_heads == {0: [0, 1], 1: [2]}
 
 
@@ -371,8 +372,15 @@ def _recipe_with(prune: dict) -> dict:
         ({"heads": {"share": 0.5, "per_layer": {0: [1]}}}, "stages[1].heads: give either share or per_layer"),
         ({"heads": {"per_layer": {}}}, "stages[1].heads.per_layer: must name at least one layer"),
         ({"heads": {"per_layer": {0: []}}}, "stages[1].heads.per_layer: layer 0: give a layer index >= 0 and a non-empty list"),
-        ({}, "stages[1]: give heads and/or ffn"),
+        ({}, "stages[1]: give heads, ffn and/or layers"),
         ({"heads": {"per_layer": {0: [1]}}, "iterations": 2}, "stages[1]: explicit heads.per_layer lists are removed in one step"),
+        ({"layers": {}}, "stages[1].layers: give either drop or count"),
+        ({"layers": {"drop": [1], "count": 1}}, "stages[1].layers: give either drop or count"),
+        ({"layers": {"drop": []}}, "stages[1].layers.drop: give a non-empty list of distinct layer indices >= 0"),
+        ({"layers": {"drop": [1, 1]}}, "stages[1].layers.drop: give a non-empty list of distinct layer indices >= 0"),
+        ({"layers": {"drop": [-1]}}, "stages[1].layers.drop: give a non-empty list of distinct layer indices >= 0"),
+        ({"layers": {"count": 0}}, "stages[1].layers.count"),
+        ({"layers": {"drop": [1]}, "iterations": 2}, "stages[1]: explicit layers.drop lists are removed in one step"),
     ],
 )
 def test_bad_prune_specs_name_the_field(prune, message):

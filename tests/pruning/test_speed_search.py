@@ -101,6 +101,39 @@ def test_candidates_are_distinct_and_ordered_by_importance_kept():
     assert len({c.shape for c in candidates}) == len(candidates)
 
 
+def test_every_proposed_shape_meets_every_limit_given():
+    head_scores, neuron_scores = scores()
+    # A second batch size where heads cost relatively more: its budget binds on its own.
+    batched = LatencyModel(intercept_ms=2.0, per_layer_ms=1.0, per_head_ms=1.0, per_neuron_ms=0.02)
+    alone = propose_shapes(head_scores, neuron_scores, LATENCY, 5.0, max_candidates=20)
+    assert any(batched.predict(c.shape) > 14.0 for c in alone)
+    for candidate in propose_shapes(head_scores, neuron_scores, LATENCY, 5.0, also=[(batched, 14.0)], max_candidates=20):
+        assert candidate.predicted_ms <= 5.0 and batched.predict(candidate.shape) <= 14.0
+        assert candidate.predicted_ms_each == pytest.approx((LATENCY.predict(candidate.shape), batched.predict(candidate.shape)))
+
+
+def test_the_refusal_names_the_limit_that_cannot_be_met():
+    head_scores, neuron_scores = scores()
+    batched = LatencyModel(intercept_ms=20.0, per_layer_ms=1.0, per_head_ms=1.0, per_neuron_ms=0.02)
+    with pytest.raises(DistillError, match=r"budget of 14\.00 ms"):
+        propose_shapes(head_scores, neuron_scores, LATENCY, 5.0, also=[(batched, 14.0)])
+
+
+def test_no_shape_is_shallower_than_min_depth():
+    head_scores, neuron_scores = scores()
+    candidates = propose_shapes(head_scores, neuron_scores, LATENCY, 4.0, min_depth=3, max_candidates=20)
+    assert candidates and min(c.shape.depth for c in candidates) == 3
+
+
+def test_one_per_depth_gives_the_best_shape_of_each_depth():
+    head_scores, neuron_scores = scores()
+    every = propose_shapes(head_scores, neuron_scores, LATENCY, 5.0, max_candidates=500)
+    distinct = propose_shapes(head_scores, neuron_scores, LATENCY, 5.0, one_per_depth=True, max_candidates=10)
+    assert len({c.shape.depth for c in distinct}) == len(distinct) >= 2
+    for candidate in distinct:
+        assert candidate == next(c for c in every if c.shape.depth == candidate.shape.depth)
+
+
 def test_generous_budget_puts_the_full_model_first():
     head_scores, neuron_scores = scores()
     best = propose_shapes(head_scores, neuron_scores, LATENCY, FULL_MS)[0]
@@ -206,3 +239,14 @@ def test_budget_from_speedup_or_latency(arguments, budget):
 def test_budget_from_target_refuses_bad_targets(reference, arguments, message):
     with pytest.raises(DistillError, match=message):
         budget_from_target(reference, **arguments)
+
+
+def test_edge_shapes_keep_the_most_neurons_each_head_count_allows():
+    head_scores, neuron_scores = scores()
+    edge = propose_shapes(head_scores, neuron_scores, LATENCY, 5.0, edge_only=True, max_candidates=500)
+    every = propose_shapes(head_scores, neuron_scores, LATENCY, 5.0, max_candidates=5000)
+    kinds = [(c.shape.depth, c.shape.total_heads) for c in edge]
+    assert len(set(kinds)) == len(kinds) > 5
+    for candidate in edge:
+        same = [c for c in every if (c.shape.depth, c.shape.total_heads) == (candidate.shape.depth, candidate.shape.total_heads)]
+        assert candidate.shape.total_neurons == max(c.shape.total_neurons for c in same)

@@ -158,3 +158,35 @@ def test_trim_vocab_is_checked_against_the_tokenizer_kind_before_training(bert_d
     else:
         with pytest.raises(DistillError, match=r"^stages\[1\] \(trimmed, trim_vocab\): trims WordPiece, BPE and Unigram .* a WordLevel tokenizer$"):
             check_recipe_against_models(checked)
+
+
+# ---------------------------------------------------------------- whole layers a prune stage removes
+
+
+def test_a_prune_stage_dropping_a_layer_beyond_its_input_is_refused(bert_dir):
+    teacher = bert_dir(4)
+    message = rf"^stages\[1\]\.layers\.drop: layer 4 is beyond the input's 4 layers \(0\.\.3\) in {re.escape(teacher)}$"
+    with pytest.raises(DistillError, match=message):
+        check_recipe_against_models(recipe(teacher, {"kind": "teacher"}, {"kind": "prune", "layers": {"drop": [1, 4]}}))
+
+
+@pytest.mark.parametrize("layers, which", [({"count": 2}, "count"), ({"drop": [0, 1]}, "drop")])
+def test_a_prune_stage_removing_every_layer_of_a_distilled_student_is_refused(bert_dir, layers, which):
+    stages = ({"kind": "distill", "student": {"layers": [0, 3]}}, {"kind": "prune", "layers": layers})
+    message = rf"^stages\[1\]\.layers\.{which}: would remove 2 of the input's 2 layers in stage 'student'; keep at least one$"
+    with pytest.raises(DistillError, match=message):
+        check_recipe_against_models(recipe(bert_dir(4), *stages))
+
+
+def test_a_prune_stage_starts_from_the_layers_an_earlier_prune_stage_left(bert_dir):
+    stages = ({"kind": "teacher"}, {"kind": "prune", "name": "first", "layers": {"count": 2}},
+              {"kind": "prune", "name": "second", "layers": {"drop": [2]}})
+    message = r"^stages\[2\]\.layers\.drop: layer 2 is beyond the input's 2 layers \(0\.\.1\) in stage 'first'$"
+    with pytest.raises(DistillError, match=message):
+        check_recipe_against_models(recipe(bert_dir(4), *stages))
+
+
+def test_prune_stages_within_their_inputs_layers_pass(bert_dir):
+    stages = ({"kind": "teacher"}, {"kind": "prune", "name": "first", "layers": {"drop": [0, 3]}},
+              {"kind": "prune", "name": "second", "input": "first", "layers": {"count": 1}})
+    check_recipe_against_models(recipe(bert_dir(4), *stages))

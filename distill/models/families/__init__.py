@@ -12,7 +12,7 @@ transformers nor peft describes block roles (peft's LoRA target table lacks Dist
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,13 +37,19 @@ UNSUPPORTED = {
 # The tokenizers.json model types distill can trim, by the names the recipe reference uses.
 TOKENIZER_KINDS = {"WordPiece": "wordpiece", "BPE": "bpe", "Unigram": "unigram"}
 
-__all__ = ["BY_MODEL_TYPE", "FAMILIES", "TOKENIZER_KINDS", "Family", "family_of", "model_type_of", "set_submodule", "submodule",
-           "tokenizer_kind", "transformer_blocks"]
+__all__ = ["BY_MODEL_TYPE", "FAMILIES", "TOKENIZER_KINDS", "Family", "config_value", "family_of", "keep_layers_in_config",
+           "layer_kinds", "model_type_of", "periodic_layer_kinds", "set_submodule", "submodule", "tokenizer_kind",
+           "transformer_blocks"]
+
+
+def config_value(model_or_config, key: str):
+    """A config field of a model, a config or a config.json dict; None when it has none."""
+    config = getattr(model_or_config, "config", model_or_config)
+    return config.get(key) if isinstance(config, Mapping) else getattr(config, key, None)
 
 
 def model_type_of(model_or_config) -> str | None:
-    config = getattr(model_or_config, "config", model_or_config)
-    return config.get("model_type") if isinstance(config, Mapping) else getattr(config, "model_type", None)
+    return config_value(model_or_config, "model_type")
 
 
 def family_of(model_or_config, what: str = "this stage") -> Family:
@@ -69,6 +75,35 @@ def transformer_blocks(model: nn.Module, what: str = "this stage") -> tuple[str,
     if not isinstance(blocks, nn.ModuleList):
         raise DistillError(f"{type(model).__name__}: {path} is not a list of transformer blocks")
     return path, blocks
+
+
+def periodic_layer_kinds(model_or_config) -> list[str] | None:
+    """The attention kind transformers 4.x gives each layer from its index (see `Family.periodic_kinds`);
+    None for a family without kinds."""
+    family = family_of(model_or_config)
+    period = config_value(model_or_config, family.layer_period_key) if family.layer_period_key else None
+    if not period:
+        return None
+    first, other = family.periodic_kinds
+    return [first if i % period == 0 else other for i in range(config_value(model_or_config, family.layer_count_key))]
+
+
+def layer_kinds(model_or_config) -> list[str] | None:
+    """Each layer's attention kind: the config's list (transformers 5's `layer_types`), else the one
+    its index gives; None for a family without kinds."""
+    family = family_of(model_or_config)
+    listed = config_value(model_or_config, family.layer_types_key) if family.layer_types_key else None
+    return list(listed) if listed else periodic_layer_kinds(model_or_config)
+
+
+def keep_layers_in_config(config, layers: Sequence[int]) -> None:
+    """Make a config describe only `layers` (indices of its current layers, in that order), in place:
+    the family's layer count and, where the config lists them, the layers' attention kinds."""
+    family = family_of(config)
+    listed = config_value(config, family.layer_types_key) if family.layer_types_key else None
+    setattr(config, family.layer_count_key, len(layers))
+    if listed:
+        setattr(config, family.layer_types_key, [listed[i] for i in layers])
 
 
 def submodule(module: nn.Module, path: str) -> nn.Module | None:

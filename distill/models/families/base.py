@@ -33,13 +33,22 @@ class Family:
     ffn_in: str = ""
     ffn_out: str = ""
     ffn_gated: bool = False
-    # Config keys (the class's own name where transformers' attribute_map has none).
+    # Config keys as config.json spells them (DistilBERT's own names: a config.json dict has no attribute_map).
     intermediate_size_key: str = "intermediate_size"
+    layer_count_key: str = "num_hidden_layers"
+    head_count_key: str = "num_attention_heads"
     # Whether transformers 4.x rebuilds removed heads from `config.pruned_heads` in from_pretrained.
     legacy_pruned_heads: bool = False
-    layer_types_key: str | None = None
+    layer_types_key: str | None = None  # per-layer attention kinds (ModernBERT's local / global)
+    # transformers 4.x has no per-layer list: a layer is periodic_kinds[0] when its index is a multiple
+    # of the config's `layer_period_key`, else periodic_kinds[1] (5.x's default list follows the same rule).
+    layer_period_key: str | None = None
+    periodic_kinds: tuple[str, str] | None = None
     # Block modules the first block lacks (ModernBERT's attn_norm: its embeddings are normalized already).
-    absent_in_first_block: tuple[str, ...] = ()  # per-layer attention kinds (ModernBERT's local / global)
+    absent_in_first_block: tuple[str, ...] = ()
+    # Modules under the base model applied to the first block's output (DeBERTa-v2's optional conv,
+    # built when conv_kernel_size > 0): while one is there, the first layer cannot be removed.
+    follows_first_block: tuple[str, ...] = ()
     head_modules: tuple[str, ...] = ("classifier", "pooler")  # the task head: kept unquantized (bnb, QAT)
     new_head_modules: tuple[str, ...] = ("classifier",)  # head layers a checkpoint lacks: LoRA trains them in full
     lora_targets: tuple[str, ...] = ()  # LoRA's default layers (the query and value projections)

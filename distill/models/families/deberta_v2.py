@@ -1,7 +1,8 @@
 """DeBERTa-v2 and v3: disentangled attention. Without `share_att_key`, each layer projects the
 shared relative-position embeddings with its own pos_key_proj / pos_query_proj, one slice per
 head, so those lose the same head slices as key and query. With `share_att_key` the key and query
-projections serve both, and slicing them is enough. The head's ContextPooler starts random."""
+projections serve both, and slicing them is enough. The head's ContextPooler starts random. v2
+checkpoints (not v3) may add a convolution on the first layer's output: that layer then stays."""
 
 from distill.models.families.base import Family
 
@@ -19,6 +20,7 @@ FAMILY = Family(
     head_width_attributes=("all_head_size",),
     ffn_in="intermediate.dense",
     ffn_out="output.dense",
+    follows_first_block=("encoder.conv",),
     new_head_modules=("pooler", "classifier"),
     lora_targets=("query_proj", "value_proj"),
 )
