@@ -7,8 +7,8 @@ sizes; the stage finds the most accurate pruned shape that meets it on this mach
 2. Fit one latency model per batch size (depth, heads, neurons; `fit_latency_model` states its error).
 3. Score heads and neurons on training data; propose the shapes at the edge of every budget (per
    depth and head count, the most FFN neurons predicted to fit), taken round-robin across depths in
-   order of importance kept (`propose_shapes`); score each on the selection split as pruned and
-   time it shipped. Importance sums rank heads against neurons poorly, and the latency model errs
+   order of importance kept (`propose_shapes`); judge each on the selection split as pruned (its task
+   loss ranks them: accuracy cannot, once pruning alone leaves one class predicted) and time it shipped. Importance sums rank heads against neurons poorly, and the latency model errs
    on uneven shapes: measured scores and times do not (`screen_until_enough_fit`).
 4. Prune the best `candidates` of them, recover each (the recovery that never hurts), score it on
    the selection split, and time it again, shipped, beside the reference. Keep the most accurate
@@ -210,9 +210,12 @@ def prune_to_target(ctx, stage: PruneStage, field: str, model, loader, loss_fn, 
     latency, reference_ms, points = fit_latency(form, model, reference, texts, batch_sizes, field)
     budgets = budgets_ms(stage, reference_ms)
     head_scores, neuron_scores = importance(model, loader, loss_fn)
-    screened = screen_until_enough_fit(ctx, stage, field, form, model, reference, texts, (head_scores, neuron_scores), latency, budgets)
+    def judge(pruned) -> tuple[float, float]:
+        return ctx.evaluate(pruned, ctx.data.selection)[primary], selection_loss(ctx, pruned, loss_fn)
+
+    screened = screen_until_enough_fit(stage, field, form, model, reference, texts, (head_scores, neuron_scores), latency, budgets, judge)
     fitting = [row for row in screened if row["fits"]] or screened  # none fits: the best scored, judged again below
-    best = sorted(fitting, key=lambda row: (-row["score"], -row["candidate"].importance_kept))[: target.candidates]
+    best = sorted(fitting, key=lambda row: (row["loss"], -row["candidate"].importance_kept))[: target.candidates]
     candidates = [row["candidate"] for row in best]
     ctx.accelerator.print(f"[{stage.name}] budgets {', '.join(f'{budgets[b]:.2f} ms at batch {b}' for b in batch_sizes)} "
                           f"({form.description}); {len(screened)} shapes screened, {sum(r['fits'] for r in screened)} "
@@ -238,7 +241,7 @@ def prune_to_target(ctx, stage: PruneStage, field: str, model, loader, loss_fn, 
                      "predicted_ms": dict(zip(sorted(budgets), candidate.predicted_ms_each)), "measured_ms": ms,
                      "speedup": {b: measured["reference"][b] / ms[b] for b in batch_sizes},
                      "meets_target": all(ms[b] <= final_budgets[b] for b in batch_sizes),
-                     f"screened_{primary}": best[i]["score"], f"selection_{primary}": selection,
+                     f"screened_{primary}": best[i]["score"], "screened_loss": best[i]["loss"], f"selection_{primary}": selection,
                      "recovery": checks[i] if checks else None})
     chosen = chosen_candidate(rows, final_budgets, f"selection_{primary}")
     for i, row in enumerate(rows):
@@ -255,7 +258,8 @@ def prune_to_target(ctx, stage: PruneStage, field: str, model, loader, loss_fn, 
         "budgets_ms": final_budgets,
         "screened": [{**row["candidate"].shape.describe(), "importance_kept": row["candidate"].importance_kept,
                       "predicted_ms": dict(zip(batch_sizes, row["candidate"].predicted_ms_each)), "measured_ms": row["measured_ms"],
-                      "fits": row["fits"], "round": row["round"], f"selection_{primary}": row["score"]} for row in screened],
+                      "fits": row["fits"], "round": row["round"], f"selection_{primary}": row["score"], "selection_loss": row["loss"]}
+                     for row in screened],
         "latency_models": {b: m.to_dict() for b, m in latency.items()}, "calibration": points,
         "candidates": rows, "met": bool(meeting), "speedup": rows[chosen]["speedup"], "measured_ms": rows[chosen]["measured_ms"],
     }
@@ -265,14 +269,30 @@ def prune_to_target(ctx, stage: PruneStage, field: str, model, loader, loss_fn, 
 SCREENING_ROUNDS = 3
 
 
-def screen_until_enough_fit(ctx, stage: PruneStage, field: str, form: ShippedForm, model, reference, texts, scores,
-                            latency: dict[int, LatencyModel], budgets: dict[int, float]) -> list[dict]:
-    """Edge shapes pruned without training, each scored on the selection split and timed shipped
-    beside the reference. The latency model errs most on uneven shapes, so where fewer than
+def selection_loss(ctx, model, loss_fn) -> float:
+    """The mean task loss on the selection split: unlike accuracy it still ranks shapes that pruning
+    alone left predicting one class, as heavy pruning does before recovery."""
+    from torch.utils.data import DataLoader
+
+    batch = max(s.train.eval_batch_size for s in ctx.recipe.stages if hasattr(s, "train"))
+    total, count = 0.0, 0
+    model.eval()
+    with torch.no_grad():
+        for rows in DataLoader(ctx.data.selection, batch_size=batch, collate_fn=ctx.data.collator):
+            rows = {k: v.to(ctx.accelerator.device) for k, v in rows.items()}
+            size = len(rows["labels"])
+            total, count = total + float(loss_fn(model, rows)) * size, count + size
+    return total / count
+
+
+def screen_until_enough_fit(stage: PruneStage, field: str, form: ShippedForm, model, reference, texts, scores,
+                            latency: dict[int, LatencyModel], budgets: dict[int, float], judge) -> list[dict]:
+    """Edge shapes pruned without training, each judged on the selection split (`judge(model) ->
+    (metric, loss)`) and timed shipped beside the reference. The latency model errs most on uneven shapes, so where fewer than
     `candidates` shapes fit as timed, the search budgets shrink by the worst measured/predicted
     ratio and the next edge is screened (at most SCREENING_ROUNDS rounds)."""
     head_scores, neuron_scores = scores
-    batch_sizes, primary = sorted(budgets), ctx.task.primary_metric
+    batch_sizes = sorted(budgets)
     search, rows, seen = dict(budgets), [], set()
     for round_ in range(SCREENING_ROUNDS):
         try:
@@ -282,16 +302,16 @@ def screen_until_enough_fit(ctx, stage: PruneStage, field: str, form: ShippedFor
                 raise
             break  # the shrunk budgets admit no shape: keep what was screened
         seen.update(c.shape for c in proposals)
-        artifacts, round_scores = {"reference": reference}, []
+        artifacts, judged = {"reference": reference}, []
         for i, candidate in enumerate(proposals):
             pruned = apply_shape(copy.deepcopy(model), candidate.shape, neuron_scores).eval()
-            round_scores.append(ctx.evaluate(pruned, ctx.data.selection)[primary])
+            judged.append(judge(pruned))
             artifacts[f"s{i}"] = form.ship(pruned)
         measured = form.time(artifacts, texts, batch_sizes)
         round_budgets = budgets_ms(stage, measured["reference"])
         for i, candidate in enumerate(proposals):
             ms = measured[f"s{i}"]
-            rows.append({"candidate": candidate, "score": round_scores[i], "measured_ms": ms, "round": round_ + 1,
+            rows.append({"candidate": candidate, "score": judged[i][0], "loss": judged[i][1], "measured_ms": ms, "round": round_ + 1,
                          "fits": all(ms[b] <= round_budgets[b] for b in batch_sizes)})
         if sum(row["fits"] for row in rows) >= stage.target.candidates or not proposals:
             break

@@ -90,8 +90,8 @@ def test_the_stage_keeps_the_chosen_candidate_as_recorded(tmp_path, glue_data_di
     entry = records[1]["speed_target"]
     assert 1 <= len(entry["candidates"]) <= 2 and sum(c["chosen"] for c in entry["candidates"]) == 1
     pool = [s for s in entry["screened"] if s["fits"]] or entry["screened"]
-    screened_scores = sorted((s["selection_accuracy"] for s in pool), reverse=True)
-    assert [c["screened_accuracy"] for c in entry["candidates"]] == screened_scores[: len(entry["candidates"])]
+    lowest_losses = sorted(s["selection_loss"] for s in pool)[: len(entry["candidates"])]
+    assert [c["screened_loss"] for c in entry["candidates"]] == lowest_losses
     for shape in entry["screened"]:
         assert shape["round"] > 1 or all(shape["predicted_ms"][b] <= entry["search_budgets_ms"][b] for b in (1, 4))
     chosen = next(c for c in entry["candidates"] if c["chosen"])
@@ -161,8 +161,6 @@ class TimedByShape:
 
 
 def test_too_few_shapes_fitting_as_timed_shrinks_the_budget_and_screens_again():
-    from types import SimpleNamespace
-
     from families import tiny_classifier
 
     from distill.pruning.speed_search import LatencyModel
@@ -174,10 +172,11 @@ def test_too_few_shapes_fitting_as_timed_shrinks_the_budget_and_screens_again():
     neurons = model.config.intermediate_size
     truth = LatencyModel(intercept_ms=10.0, per_layer_ms=5.0, per_head_ms=4.0, per_neuron_ms=0.5)
     stage = PruneStage(kind="prune", target={"speedup": {1: 100 / 60}, "candidates": 2, "screened": 4})
-    ctx = SimpleNamespace(task=SimpleNamespace(primary_metric="accuracy"), data=SimpleNamespace(selection=None),
-                          evaluate=lambda m, _: {"accuracy": sum(map(len, kept_heads(m))) / 100})
-    rows = screen_until_enough_fit(ctx, stage, "stages[1]", TimedByShape(truth, slower=1.25), model, "reference", [], (
-        torch.rand(layers, heads), [torch.rand(neurons) for _ in range(layers)]), {1: truth}, {1: 60.0})
+    def judge(pruned):
+        return sum(map(len, kept_heads(pruned))) / 100, 1.0
+
+    rows = screen_until_enough_fit(stage, "stages[1]", TimedByShape(truth, slower=1.25), model, "reference", [], (
+        torch.rand(layers, heads), [torch.rand(neurons) for _ in range(layers)]), {1: truth}, {1: 60.0}, judge)
     first, later = [r for r in rows if r["round"] == 1], [r for r in rows if r["round"] > 1]
     assert first and not any(r["fits"] for r in first)  # predicted within 60 ms, timed 25 % slower
     assert sum(r["fits"] for r in later) >= 2
