@@ -32,7 +32,7 @@ def remove_layers(model: nn.Module, keep: Sequence[int]) -> nn.Module:
         raise DistillError(f"layers to keep: layer {bad[0]} out of range; the model has layers 0..{len(blocks) - 1}")
     if len(set(indices)) != len(indices):
         raise DistillError(f"layers to keep: {sorted({i for i in indices if indices.count(i) > 1})} listed twice")
-    if 0 not in indices and (after := [p for p in family.follows_first_block if submodule(model.base_model, p) is not None]):
+    if 0 not in indices and (after := _after_first_block(model, family)):
         raise DistillError(f"layers to keep: must include layer 0: {after[0]} runs on its output")
     indices.sort()
     original = kept_layers(model)
@@ -44,3 +44,12 @@ def remove_layers(model: nn.Module, keep: Sequence[int]) -> nn.Module:
     setattr(config, PRUNING_KEY, {**(getattr(config, PRUNING_KEY, None) or {}), "layers_kept": [original[i] for i in indices]})
     sync_pruning_config(model)
     return model
+
+
+def layers_that_must_stay(model: nn.Module) -> list[int]:
+    """The layers `remove_layers` refuses to drop: layer 0 where a module runs on its output."""
+    return [0] if _after_first_block(model, family_of(model, "pruning")) else []
+
+
+def _after_first_block(model: nn.Module, family) -> list[str]:
+    return [p for p in family.follows_first_block if submodule(model.base_model, p) is not None]

@@ -210,10 +210,12 @@ def _layer_values(head_values: list[np.ndarray], neuron_values: list[np.ndarray]
     return [float(head_weight * h.sum() + (1 - head_weight) * n.sum()) for h, n in zip(head_values, neuron_values)]
 
 
-def most_valuable_layers(values: Sequence[float], count: int) -> list[int]:
-    """The indices of the `count` most valuable layers, in order; ties keep the earlier layer."""
-    by_value = sorted(range(len(values)), key=lambda layer: -values[layer])  # stable
-    return sorted(by_value[:count])
+def most_valuable_layers(values: Sequence[float], count: int, always: Sequence[int] = ()) -> list[int]:
+    """The indices of the `count` most valuable layers, in order; ties keep the earlier layer. The
+    layers in `always` are kept first (as many as `count` allows, in the order given)."""
+    kept = list(dict.fromkeys(always))[:count]
+    by_value = sorted((i for i in range(len(values)) if i not in kept), key=lambda layer: -values[layer])  # stable
+    return sorted(kept + by_value[: count - len(kept)])
 
 
 def propose_shapes(
@@ -229,6 +231,7 @@ def propose_shapes(
     max_candidates: int = 5,
     one_per_depth: bool = False,
     edge_only: bool = False,
+    always_keep: Sequence[int] = (),
     also: Sequence[tuple[LatencyModel, float]] = (),
     grid: Sequence[float] = KEEP_SHARES,
 ) -> list[Candidate]:
@@ -240,7 +243,8 @@ def propose_shapes(
     candidates differ in kind (deep and narrow against shallow and wide), which importance alone
     does not rank reliably. `edge_only`: per depth and head count, only the shape keeping the most
     FFN neurons within the budgets (the edge of what they allow, from wide attention with a thin FFN
-    to the reverse), for a caller that compares shapes by scoring them. Raises DistillError when even the smallest allowed shape is predicted
+    to the reverse), for a caller that compares shapes by scoring them. `always_keep`: layers no
+    shape drops (e.g. the last, whose output the task head was trained on). Raises DistillError when even the smallest allowed shape is predicted
     over budget."""
     heads, neurons = _as_arrays(head_scores, neuron_scores)
     if heads.ndim != 2 or heads.shape[0] != len(neurons) or not neurons:
@@ -270,7 +274,7 @@ def propose_shapes(
     shares = sorted(set(grid) | {0.0}, reverse=True)  # 0.0: the per-layer minimums, the smallest shape
     fitting, closest = {}, (float("inf"), 0.0, 0.0)  # (ratio to budget, ms, budget) of the shape nearest to fitting
     for depth in range(n_layers, min_depth - 1, -1) if allow_depth else [n_layers]:
-        layers = most_valuable_layers(values, depth)
+        layers = most_valuable_layers(values, depth, always_keep)
         head_keep = _GlobalKeep([heads[i] for i in layers], [head_values[i] for i in layers], min_heads_per_layer)
         neuron_keep = _GlobalKeep([neurons[i] for i in layers], [neuron_values[i] for i in layers], min_neurons_per_layer)
         neuron_options = [neuron_keep.keep(share) for share in shares]

@@ -56,6 +56,11 @@ def fixed_length_inputs(tokenizer, texts: list[tuple[str, ...]], seq_length: int
 
 def median_latencies(calls: dict[str, Callable[[], Any]], warmup: int, repeats: int) -> dict[str, float]:
     """Median seconds per call of each callable, timed in interleaved rounds after `warmup` calls."""
+    return {name: statistics.median(values) for name, values in latency_samples(calls, warmup, repeats).items()}
+
+
+def latency_samples(calls: dict[str, Callable[[], Any]], warmup: int, repeats: int) -> dict[str, list[float]]:
+    """Seconds of each timed call of each callable, in interleaved rounds after `warmup` calls."""
     for call in calls.values():
         for _ in range(warmup):
             call()
@@ -65,7 +70,7 @@ def median_latencies(calls: dict[str, Callable[[], Any]], warmup: int, repeats: 
             start = time.perf_counter()
             call()
             times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
+    return times
 
 
 def benchmark_folders(folders: dict[str, Path], texts: list[tuple[str, ...]], cfg: BenchmarkConfig) -> tuple[dict[str, dict], dict]:

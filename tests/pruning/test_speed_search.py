@@ -250,3 +250,13 @@ def test_edge_shapes_keep_the_most_neurons_each_head_count_allows():
     for candidate in edge:
         same = [c for c in every if (c.shape.depth, c.shape.total_heads) == (candidate.shape.depth, candidate.shape.total_heads)]
         assert candidate.shape.total_neurons == max(c.shape.total_neurons for c in same)
+
+
+def test_layers_kept_always_stay_in_every_shape():
+    head_scores, neuron_scores = scores()
+    head_scores[LAYERS - 1] *= 0.01  # the last layer is the least important by its scores
+    neuron_scores[LAYERS - 1] = neuron_scores[LAYERS - 1] * 0.01
+    shallow = [c for c in propose_shapes(head_scores, neuron_scores, LATENCY, 4.0, max_candidates=50) if c.shape.depth < LAYERS]
+    assert shallow and all(LAYERS - 1 not in c.shape.layers for c in shallow)
+    kept = propose_shapes(head_scores, neuron_scores, LATENCY, 4.0, always_keep=[LAYERS - 1], max_candidates=50)
+    assert all(LAYERS - 1 in c.shape.layers for c in kept) and min(c.shape.depth for c in kept) < LAYERS

@@ -6,6 +6,8 @@ Timings are real here, so these tests assert how the stage decides and records, 
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 from families import tiny_checkpoint
@@ -153,7 +155,11 @@ class TimedByShape:
     def ship(self, model):
         return model
 
-    def time(self, artifacts: dict, texts, batch_sizes) -> dict:
+    def pooled(self, key) -> dict:
+        assert key == "reference"
+        return {1: 100.0}
+
+    def time(self, artifacts: dict, texts, batch_sizes, keys=None) -> dict:
         def ms(model) -> float:
             heads, neurons = kept_heads(model), intermediate_sizes(model)
             return self.slower * self.truth.predict_counts(len(heads), sum(map(len, heads)), sum(neurons))
@@ -181,3 +187,28 @@ def test_too_few_shapes_fitting_as_timed_shrinks_the_budget_and_screens_again():
     assert first and not any(r["fits"] for r in first)  # predicted within 60 ms, timed 25 % slower
     assert sum(r["fits"] for r in later) >= 2
     assert all(r["measured_ms"][1] <= 60.0 for r in later if r["fits"])
+
+
+class Recorded:
+    """An artifact whose call costs nothing: the test sets the timings themselves."""
+
+    def __call__(self, **inputs):
+        return SimpleNamespace(logits=None)
+
+
+def test_an_artifact_timed_in_several_rounds_is_judged_on_all_its_calls(monkeypatch):
+    from helpers import wordpiece_tokenizer
+
+    from distill.stages import speed_target
+
+    recipe = validate_recipe({"name": "t", "task": "sst2", "stages": [TEACHER_ONLY],
+                              "benchmark": {"warmup": 0, "repeats": 3, "seq_length": 8, "threads": 1}})
+    form = speed_target.ShippedForm(recipe, None, wordpiece_tokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "good", "film"]))
+    rounds = iter([{"a": [0.002] * 3, "reference": [0.010] * 3}, {"a": [0.006] * 3, "reference": [0.030] * 3}])
+    monkeypatch.setattr(speed_target, "latency_samples", lambda calls, warmup, repeats: next(rounds))
+    shape = object()
+    first = form.time({"reference": Recorded(), "a": Recorded()}, [("good film",)], [1], keys={"a": shape})
+    form.time({"reference": Recorded(), "a": Recorded()}, [("good film",)], [1], keys={"a": shape})
+    assert first == {"reference": {1: 10.0}, "a": {1: 2.0}}
+    assert form.pooled(shape) == {1: pytest.approx(4.0)} and form.pooled("reference") == {1: pytest.approx(20.0)}
+    assert form.reference_rounds == [{1: 10.0}, {1: 30.0}]
