@@ -140,7 +140,7 @@ class Pipeline:
         pending = [s for s in self.recipe.stages if getattr(s, "target", None) is not None and s.name not in finished
                    and (self.only_stages is None or s.name in self.only_stages)]
         if pending:
-            from distill.stages.speed_target import check_speed_targets
+            from distill.stages.speed_check import check_speed_targets
 
             check_speed_targets(ctx, pending, finished)
 

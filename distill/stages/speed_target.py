@@ -17,8 +17,8 @@ sizes; the stage finds the most accurate pruned shape that meets it on this mach
    kind moved the teacher's batch-1 median by up to 40 % between rounds minutes apart.
 Depth is searched with the last layer always kept: the task head was trained on its output.
 
-Before any stage trains, `check_speed_targets` runs steps 1-3 on the untrained architectures (only
-the shapes matter for latency) and refuses a target no allowed shape can meet, in one line.
+Before any stage trains, `speed_check.check_speed_targets` runs steps 1-3 on the untrained
+architectures (only the shapes matter for latency) and refuses a target no allowed shape can meet.
 """
 
 from __future__ import annotations
@@ -359,51 +359,3 @@ def chosen_candidate(rows: list[dict], budgets: dict[int, float], score_key: str
     if meeting:
         return max(meeting, key=lambda i: (rows[i][score_key], -i))
     return min(range(len(rows)), key=lambda i: max(rows[i]["measured_ms"][b] / budgets[b] for b in budgets))
-
-
-def check_speed_targets(ctx, stages: list[PruneStage], finished: dict[str, Path]) -> None:
-    """Before any stage trains: refuse, in one line, a speed target that no allowed shape can meet.
-    Latency depends on shapes, not weights, so the untrained architectures stand in for artifacts
-    not yet made (a teacher: the starting model; a distill or baseline student: its layer copy).
-    Targets whose input or reference cannot be built yet are checked when their stage starts."""
-    from distill.stages.inputs import calibration_examples
-
-    for stage in stages:
-        field = f"stages[{ctx.recipe.stages.index(stage)}]"
-        model, reference = _built_before_training(ctx, ctx.input_name(stage), finished), \
-            _built_before_training(ctx, reference_name(ctx.recipe, stage), finished)
-        if model is None or reference is None:
-            ctx.accelerator.print(f"[{stage.name}] speed target: checked when the stage starts (its input or reference is built later)")
-            continue
-        onnx_stage = shipping_stage(ctx.recipe, stage)
-        calibration = calibration_examples(ctx, onnx_stage.calibration_examples, ctx.tokenizer) if onnx_stage else None
-        form = ShippedForm(ctx.recipe, onnx_stage, ctx.tokenizer, calibration)
-        batch_sizes = sorted(stage.target.budgets)
-        texts = split_texts(ctx.task, ctx.data.raw_validation, max(batch_sizes))
-        latency, reference_ms, _ = fit_latency(form, model, reference, texts, batch_sizes, field)
-        budgets = budgets_ms(stage, reference_ms)
-        n_layers, n_heads, n_neurons = require_unpruned(model, field)
-        best = propose(stage, torch.ones(n_layers, n_heads), [torch.ones(n_neurons)] * n_layers, latency, budgets, field,
-                       layers_kept_by_search(model))[0]
-        ctx.accelerator.print(f"[{stage.name}] speed target reachable: e.g. {best.shape.depth} layers, {best.shape.total_heads} heads, "
-                              f"{best.shape.total_neurons} FFN neurons predicted at "
-                              + ", ".join(f"{ms:.2f} ms (budget {budgets[b]:.2f}) at batch {b}" for b, ms in zip(batch_sizes, best.predicted_ms_each)))
-
-
-def _built_before_training(ctx, name: str, finished: dict[str, Path]):
-    """A stage's model as it will be shaped: its artifact when finished, else its untrained
-    architecture when the recipe says what it is, else None."""
-    from distill.models.loading import load_model_source
-    from distill.models.student import build_student
-    from distill.quantize.artifacts import load_artifact, load_task_model
-    from distill.recipe import BaselineStage, DistillStage
-
-    if name in finished:
-        return load_artifact(finished[name])[0]
-    stage = ctx.recipe.stage(name)
-    if isinstance(stage, TeacherStage) and stage.input is None:
-        return load_model_source(ctx.recipe.model, ctx.task, load=load_task_model)
-    if isinstance(stage, (DistillStage, BaselineStage)) and getattr(stage, "input", None) is None:
-        return build_student(stage.student, load_model_source(ctx.recipe.model, ctx.task, load=load_task_model), ctx.task,
-                             load=load_task_model)
-    return None
